@@ -1,0 +1,41 @@
+"""Command line: ``python -m pipeline COMMAND [hydra overrides]``.
+
+  run    build the DAG from the config, run what is not cached, print where the report is
+  plan   print the DAG with each node's state (cached / to run); runs nothing
+  ls     list objectives, task suites, engines, experiments and stages
+
+Everything after the command is Hydra's: ``+experiment=smoke``, ``objective=pear_token``,
+``sft.lr=1e-4``, ``-m objective=sft,pear_token`` (multirun), ``--cfg job``...
+"""
+from __future__ import annotations
+
+import sys
+
+COMMANDS = ("run", "plan", "ls")
+
+
+def main() -> None:
+    argv = sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print(__doc__.strip())
+        if argv and argv[0] not in ("-h", "--help"):
+            print(f"\nunknown command {argv[0]!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+            sys.exit(2)
+        return
+    command, rest = argv[0], argv[1:]
+    if command == "ls":
+        from pipeline.cli import list_registries
+
+        list_registries()
+        return
+    import hydra
+
+    from pipeline.cli import CONF_DIR, hydra_entry
+
+    sys.argv = [f"pipeline {command}", *rest]
+    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
+        hydra_entry(command))()
+
+
+if __name__ == "__main__":
+    main()

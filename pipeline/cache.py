@@ -1,0 +1,114 @@
+"""Content-addressed stage outputs: keys, atomic publication, locks (DESIGN.md "Stage contract").
+
+Layout of one stage output::
+
+    results/<experiment>/<stage>/<key>/          complete iff it holds manifest.json
+    results/<experiment>/<stage>/.tmp-<key>-*    being written (removed or renamed into <key>/)
+    results/<experiment>/<stage>/.work-<key>/    mid-stage checkpoints/shards, kept across crashes
+    results/<experiment>/<stage>/.locks/<key>.lock
+    results/<experiment>/logs/<stage>-<key>.log
+
+``key`` hashes the stage name, the stage's version, the resolved config the stage reads and the
+keys of its inputs. The manifest is written last inside the temporary directory, which is then
+renamed into place in one ``os.rename``: a directory named ``<key>`` is always whole.
+
+Locks are ``fcntl`` advisory locks (``filelock.FileLock``): the kernel drops them when the holder
+dies, so a lock left by a killed process is recovered by the next process that asks. They work on
+local disks and on NFSv4 with working ``lockd``; on file systems without POSIX locks two processes
+could compute the same stage twice (still safe: the second rename loses and is discarded).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+MANIFEST = "manifest.json"
+
+
+def digest(obj: Any) -> str:
+    """A stable hash of a JSON-able object (dict keys sorted)."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def stage_key(stage: str, version: int, cfg: dict, input_keys: dict[str, str]) -> str:
+    return digest({"stage": stage, "version": version, "cfg": cfg, "inputs": input_keys})
+
+
+def is_complete(path: Path) -> bool:
+    return (path / MANIFEST).is_file()
+
+
+def read_manifest(path: Path) -> dict:
+    return json.loads((path / MANIFEST).read_text())
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary file, fsync and rename."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+class StageDir:
+    """Paths and publication protocol for one (stage, key)."""
+
+    def __init__(self, experiment_root: Path, stage: str, key: str) -> None:
+        self.root = Path(experiment_root) / stage
+        self.stage, self.key = stage, key
+        self.final = self.root / key
+        self.work = self.root / f".work-{key}"
+        self.lock_path = self.root / ".locks" / f"{key}.lock"
+        self.log = Path(experiment_root) / "logs" / f"{stage}-{key}.log"
+
+    def complete(self) -> bool:
+        return is_complete(self.final)
+
+    def lock(self) -> FileLock:
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.lock_path))
+
+    def fresh_tmp(self) -> Path:
+        """A new empty temporary output dir; stale ones (from dead writers) are removed.
+
+        Call only while holding ``lock()``: then no other live process writes this key.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(f".tmp-{self.key}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = self.root / f".tmp-{self.key}-{os.getpid()}"
+        tmp.mkdir()
+        return tmp
+
+    def publish(self, tmp: Path, manifest: dict) -> None:
+        """Write the manifest last, fsync, and rename ``tmp`` to the final directory."""
+        _fsync_tree(tmp)
+        write_json_atomic(tmp / MANIFEST, manifest)
+        if self.final.exists():  # a writer on a lock-less file system got there first
+            if is_complete(self.final):
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            shutil.rmtree(self.final)  # cannot happen with rename, but never keep a partial dir
+        os.rename(tmp, self.final)
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        shutil.rmtree(self.work, ignore_errors=True)

@@ -1,0 +1,154 @@
+"""What the commands do once Hydra has composed the config (see ``pipeline/__main__.py``)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import dag as dag_mod
+from pipeline import runner
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+def _explicit_objective() -> bool:
+    """True when ``objective=NAME`` was given on the command line (or by a multirun sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return False
+    return any(o.split("=", 1)[0].lstrip("+~") == "objective"
+               for o in HydraConfig.get().overrides.task)
+
+
+def objective_configs(cfg: DictConfig, explicit: bool | None = None) -> dict[str, dict]:
+    """The objectives of this run: ``objectives`` (the study), or just ``objective`` if chosen."""
+    chosen = cfg.objective.name
+    explicit = _explicit_objective() if explicit is None else explicit
+    names = [chosen] if explicit else list(cfg.objectives)
+    out = {}
+    for name in names:
+        if name == chosen:
+            out[name] = OmegaConf.to_container(cfg.objective, resolve=True)
+            continue
+        path = CONF_DIR / "objective" / f"{name}.yaml"
+        if not path.is_file():
+            valid = sorted(p.stem for p in (CONF_DIR / "objective").glob("*.yaml"))
+            raise ValueError(f"unknown objective {name!r} in `objectives`; valid: {', '.join(valid)}")
+        out[name] = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    return out
+
+
+def build_dag(cfg: DictConfig, explicit: bool | None = None) -> dag_mod.Dag:
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    cfg.results_dir = str(Path(cfg.results_dir).expanduser().resolve())
+    return dag_mod.build(cfg, objective_configs(cfg, explicit))
+
+
+def print_plan(dag: dag_mod.Dag, echo: Callable[[str], None] = print) -> dict[str, str]:
+    states = runner.plan(dag)
+    width = max(len(n) for n in dag.order)
+    echo(f"plan for {dag.root}:")
+    for nid in dag.order:
+        n = dag.nodes[nid]
+        deps = ", ".join(n.deps) or "-"
+        echo(f"  {nid:<{width}}  {n.key}  {states[nid]:<7}  <- {deps}")
+    todo = sum(s != "cached" for s in states.values())
+    echo(f"{len(states) - todo} cached, {todo} to run")
+    return states
+
+
+def check_writable(root: Path) -> None:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise SystemExit(f"results directory {root} is not writable: {e}") from None
+
+
+def check_gpus(dag: dag_mod.Dag, cluster: dict) -> None:
+    need = max((float(n.resources.get("num_gpus", 0)) for n in dag.nodes.values()
+                if not dag.dir(n.id).complete()), default=0.0)
+    if need <= 0 or cluster.get("kind") == "ray":
+        return  # a remote cluster's GPUs are checked by Ray's scheduler
+    import torch
+
+    have = torch.cuda.device_count()
+    if have < need:
+        raise SystemExit(f"this experiment asks for {need:g} GPU(s) per stage but this machine has "
+                         f"{have}; run it on a GPU machine or join a cluster (cluster=ray)")
+
+
+def link_report(dag: dag_mod.Dag) -> Path | None:
+    if "report" not in dag.nodes or not dag.dir("report").complete():
+        return None
+    final = dag.dir("report").final
+    link = final.parent / "latest"
+    tmp = final.parent / f".latest-{os.getpid()}"
+    if tmp.is_symlink():
+        tmp.unlink()
+    os.symlink(final.name, tmp)
+    os.replace(tmp, link)
+    return final
+
+
+def do_run(cfg: DictConfig) -> int:
+    started = time.time()
+    dag = build_dag(cfg)
+    check_writable(dag.root)
+    print_plan(dag)
+    cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
+    check_gpus(dag, cluster)
+    outcome = runner.run(dag, cluster, echo=lambda s: print(s, flush=True))
+    report = link_report(dag)
+    print(f"finished in {time.time() - started:.1f} s")
+    if outcome.failed:
+        for nid in outcome.failed:
+            print(f"FAILED stage {nid}; log: {dag.dir(nid).log}", file=sys.stderr)
+        return 1
+    if report is not None:
+        print(f"report: {report / 'report.md'}")
+    return 0
+
+
+def hydra_entry(command: str) -> Callable[[DictConfig], Any]:
+    def entry(cfg: DictConfig) -> None:
+        if command == "plan":
+            print_plan(build_dag(cfg))
+            return
+        code = do_run(cfg)
+        if code:
+            raise SystemExit(code)
+
+    return entry
+
+
+def list_registries() -> None:
+    from stages import VERSIONS
+
+    def confs(group: str) -> list[str]:
+        return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+    print("objectives:  " + ", ".join(confs("objective")))
+    print("tasks:       " + ", ".join(confs("task")))
+    try:
+        from verifiers import describe
+
+        for suite, games in describe().items():
+            if games:
+                print(f"  {suite}: {', '.join(games)}")
+    except ImportError:
+        pass
+    print("samplers:    " + ", ".join(confs("sampler")))
+    print("rl engines:  " + ", ".join(confs("rl")))
+    print("clusters:    " + ", ".join(confs("cluster")))
+    print("tracking:    " + ", ".join(confs("tracking")))
+    print("experiments: " + ", ".join(confs("experiment")))
+    print("stages:      " + ", ".join(VERSIONS))

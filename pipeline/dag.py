@@ -1,0 +1,164 @@
+"""The study as a DAG of stage nodes, built from the resolved Hydra config (DESIGN.md).
+
+::
+
+    bootstrap* ─> sample ─> verify ─> score ─┬─> sft[o] ─┬─> eval[sft:o]
+                                              │           └─> rl[o] ─> eval[rl:o] ─┐
+    base model ─────────────────────────────────> rl[direct] ─> eval[rl:direct] ───┼─> report
+    base, behavior models ──> eval[base], eval[behavior] ──────────────────────────┘
+
+Each node carries exactly the slice of the config its stage reads (``cfg``); that slice, the
+stage version and the keys of the node's inputs make its cache key, so changing ``sft.lr`` changes
+the keys of every sft node and what follows, never sampling's. Runtime-only settings (resources,
+cluster, tracking, progress) are kept out of the slices.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.cache import StageDir, digest, stage_key
+from stages import VERSIONS
+
+
+@dataclass(frozen=True)
+class Ref:
+    """An input that is another node's output directory (or a sub-path of it)."""
+
+    node: str
+    sub: str = ""
+
+
+@dataclass
+class Node:
+    id: str                      # display name, e.g. "sft[pear_token]"
+    stage: str                   # module in stages/
+    cfg: dict[str, Any]          # the config slice the stage reads (hashed)
+    inputs: dict[str, Ref | str]  # Ref to another node, or an external path / hub id
+    resources: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
+
+    @property
+    def deps(self) -> list[str]:
+        return sorted({r.node for r in self.inputs.values() if isinstance(r, Ref)})
+
+
+class Dag:
+    def __init__(self, nodes: list[Node], experiment_root: Path) -> None:
+        self.nodes = {n.id: n for n in nodes}
+        self.order = [n.id for n in nodes]  # built in topological order
+        self.root = Path(experiment_root)
+        for node in nodes:
+            input_keys = {}
+            for name, ref in node.inputs.items():
+                if isinstance(ref, Ref):
+                    input_keys[name] = f"{self.nodes[ref.node].key}/{ref.sub}"
+                else:
+                    input_keys[name] = f"external:{ref}"
+            node.key = stage_key(node.stage, VERSIONS[node.stage], node.cfg, input_keys)
+
+    def dir(self, node_id: str) -> StageDir:
+        n = self.nodes[node_id]
+        return StageDir(self.root, n.stage, n.key)
+
+    def input_paths(self, node_id: str) -> dict[str, str]:
+        out = {}
+        for name, ref in self.nodes[node_id].inputs.items():
+            if isinstance(ref, Ref):
+                p = self.dir(ref.node).final
+                out[name] = str(p / ref.sub if ref.sub else p)
+            else:
+                out[name] = str(ref)
+        return out
+
+    def descendants(self, node_id: str) -> set[str]:
+        found: set[str] = set()
+        frontier = [node_id]
+        while frontier:
+            cur = frontier.pop()
+            for n in self.nodes.values():
+                if cur in n.deps and n.id not in found:
+                    found.add(n.id)
+                    frontier.append(n.id)
+        return found
+
+
+def _plain(x: Any) -> Any:
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(x, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(x, resolve=True)
+    return x
+
+
+def build(cfg: Any, objectives: dict[str, dict]) -> Dag:
+    """Nodes of the study for ``cfg`` with one SFT→RL branch per entry of ``objectives``."""
+    c = _plain(cfg)
+    res = c.get("resources", {})
+    retries = c.get("cluster", {}).get("max_retries", 1)
+
+    def node(id_: str, stage: str, cfg_: dict, inputs: dict) -> Node:
+        r = {"num_cpus": 1, "num_gpus": 0, **res.get("default", {}), **res.get(stage, {})}
+        r["max_retries"] = retries
+        return Node(id_, stage, cfg_, inputs, r)
+
+    task, seed, engine = c["task"], c["seed"], c["sampler"]
+    nodes: list[Node] = []
+    model = c["model"]
+    if model.get("bootstrap"):
+        nodes.append(node("bootstrap", "bootstrap",
+                          {"task": task, "bootstrap": model["bootstrap"], "seed": seed}, {}))
+        base, behavior = Ref("bootstrap", "base"), Ref("bootstrap", "behavior")
+    else:
+        base, behavior = model["base"], model["behavior"]
+
+    nodes.append(node("sample", "sample",
+                      {"task": task, "sample": c["sample"], "engine": engine, "seed": seed},
+                      {"model": behavior}))
+    nodes.append(node("verify", "verify", {"task": task, "verify": c["verify"]},
+                      {"responses": Ref("sample")}))
+    score_ids: dict[int, str] = {}
+    for name, ocfg in objectives.items():
+        topk = int((ocfg.get("data") or {}).get("topk", 0) or 0)
+        if topk not in score_ids:
+            sid = "score" if topk == 0 else f"score[top{topk}]"
+            score_ids[topk] = sid
+            nodes.append(node(sid, "score", {"score": {**c["score"], "topk": topk},
+                                              "engine": engine},
+                              {"data": Ref("verify"), "model": behavior}))
+
+    def evaluate(id_: str, model_ref: Ref | str) -> None:
+        nodes.append(node(f"eval[{id_}]", "eval",
+                          {"task": task, "eval": c["eval"], "engine": engine, "seed": seed},
+                          {"model": model_ref}))
+
+    evaluate("base", base)
+    evaluate("behavior", behavior)
+    report_inputs: dict[str, Ref] = {"eval/base": Ref("eval[base]"),
+                                     "eval/behavior": Ref("eval[behavior]")}
+    branches = {name: {"objective": name, "start": "sft"} for name in objectives}
+    branches["direct"] = {"objective": None, "start": "base"}
+    for name, ocfg in objectives.items():
+        topk = int((ocfg.get("data") or {}).get("topk", 0) or 0)
+        sft_id = f"sft[{name}]"
+        nodes.append(node(sft_id, "sft", {"sft": c["sft"], "objective": ocfg, "seed": seed},
+                          {"data": Ref(score_ids[topk]), "model": base}))
+        evaluate(f"sft:{name}", Ref(sft_id))
+        report_inputs[f"sft/{name}"] = Ref(sft_id)
+        report_inputs[f"eval/sft/{name}"] = Ref(f"eval[sft:{name}]")
+    for name, start in [*((o, Ref(f"sft[{o}]")) for o in objectives), ("direct", base)]:
+        rl_id = f"rl[{name}]"
+        nodes.append(node(rl_id, "rl", {"task": task, "rl": c["rl"], "seed": seed},
+                          {"model": start}))
+        evaluate(f"rl:{name}", Ref(rl_id))
+        report_inputs[f"eval/rl/{name}"] = Ref(f"eval[rl:{name}]")
+    nodes.append(node("report", "report",
+                      {"report": c["report"], "experiment": c["experiment_name"],
+                       "branches": branches},
+                      report_inputs))
+    return Dag(nodes, Path(c["results_dir"]) / c["experiment_name"])
+
+
+def plan_digest(dag: Dag) -> str:
+    return digest({n.id: n.key for n in dag.nodes.values()})

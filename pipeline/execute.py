@@ -1,0 +1,146 @@
+"""Run one stage node: lock its key, compute into a temp dir, publish atomically.
+
+This is the body of every Ray task (``pipeline.runner``) and runs as a plain function too. It is
+safe against crashes at any moment (the temp dir is discarded, ``work/`` keeps resumable state)
+and against concurrent runs of the same key in other processes (the second waits on the lock,
+then finds the published result and reuses it).
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import io
+import logging
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from filelock import Timeout
+
+from pipeline.cache import StageDir, read_manifest
+
+_LIBS = ("torch", "transformers", "trl", "tokenizers", "accelerate", "ray", "hydra-core",
+         "reasoning-gym", "math-verify", "verl", "vllm", "pandas", "pyarrow")
+
+
+@dataclass
+class Spec:
+    """Everything a worker needs to run one node; plain data so Ray can ship it."""
+
+    id: str
+    stage: str
+    key: str
+    cfg: dict[str, Any]
+    inputs: dict[str, str]
+    input_keys: dict[str, str]
+    experiment_root: str
+    num_cpus: int = 1
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for lib in _LIBS:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+class _Tee(io.TextIOBase):
+    """Send writes to the log file; lines that ``passthrough`` accepts also to the console."""
+
+    def __init__(self, log: io.TextIOBase, console: Any, passthrough: Callable[[str], bool]):
+        self.log, self.console, self.passthrough = log, console, passthrough
+
+    def write(self, s: str) -> int:
+        if self.passthrough(s):
+            self.console.write(s)
+            self.console.flush()
+        else:
+            self.log.write(s)
+            self.log.flush()
+        return len(s)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def capture(log_path: Path, passthrough: Callable[[str], bool] = lambda s: False):
+    """Route stdout, stderr and logging of the stage into its log file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a", buffering=1) as log:
+        handler = logging.StreamHandler(log)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        old_level = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        old = sys.stdout, sys.stderr
+        sys.stdout = _Tee(log, old[0], passthrough)
+        sys.stderr = _Tee(log, old[1], passthrough)
+        try:
+            yield log
+        finally:
+            sys.stdout, sys.stderr = old
+            root.removeHandler(handler)
+            root.setLevel(old_level)
+
+
+def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
+            on_wait: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Compute ``spec`` unless its output is complete; return status, seconds and metrics."""
+    sd = StageDir(Path(spec.experiment_root), spec.stage, spec.key)
+    if sd.complete():
+        return {"status": "cached", "seconds": 0.0, "metrics": read_manifest(sd.final)["metrics"]}
+    lock = sd.lock()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait:
+            on_wait(f"{spec.id}: another process is computing it; waiting for its lock")
+        lock.acquire()
+    try:
+        if sd.complete():
+            m = read_manifest(sd.final)
+            return {"status": "reused", "seconds": 0.0, "metrics": m["metrics"]}
+        tmp = sd.fresh_tmp()
+        sd.work.mkdir(parents=True, exist_ok=True)
+        started = time.time()
+        with capture(sd.log, passthrough) as log:
+            log.write(f"\n=== {spec.id} key={spec.key} pid={os.getpid()} "
+                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            _set_threads(spec.num_cpus)
+            from stages import load
+
+            metrics = load(spec.stage).run(spec.cfg, dict(spec.inputs), tmp, sd.work) or {}
+        seconds = time.time() - started
+        sd.publish(tmp, {
+            "stage": spec.stage, "node": spec.id, "key": spec.key, "config": spec.cfg,
+            "inputs": spec.inputs, "input_keys": spec.input_keys, "metrics": metrics,
+            "timings": {"started": started, "seconds": seconds},
+            "versions": library_versions(), "host": platform.node(), "pid": os.getpid(),
+        })
+        return {"status": "done", "seconds": seconds, "metrics": metrics}
+    finally:
+        lock.release()
+
+
+def _set_threads(n: int) -> None:
+    n = max(1, int(n))
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except ImportError:
+        pass
+
+
+def spec_dict(spec: Spec) -> dict[str, Any]:
+    return asdict(spec)

@@ -1,0 +1,55 @@
+"""Evaluate a model on the task's held-out split: pass@k, avg@n, maj@n (DESIGN.md "eval").
+
+Samples ``eval.n`` completions per eval item with the configured engine, judges them with the
+task verifier and writes ``samples.parquet`` (every sample with its verdict) and
+``metrics.json``. The eval split never shares a prompt with the train or rl split (the suites
+guarantee it; this stage checks it again and fails if they overlap).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from stages.common import write_json, write_table
+from stages.engines import make_engine
+from stages.metrics import summarize
+from stages.sample import generate_rows, prompt_strings
+from verifiers import build_suite
+from verifiers.base import prompt_text
+
+
+def check_disjoint(suite, split: str) -> None:
+    held = {prompt_text(it.prompt) for it in suite.items(split)}
+    for other in ("train", "rl"):
+        if other != split:
+            shared = held & {prompt_text(it.prompt) for it in suite.items(other)}
+            if shared:
+                raise ValueError(f"eval split {split!r} shares {len(shared)} prompts with the "
+                                 f"{other!r} split, e.g. {sorted(shared)[:3]}; results would be "
+                                 "contaminated")
+
+
+def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
+    e = cfg["eval"]
+    suite = build_suite(cfg["task"])
+    check_disjoint(suite, e["split"])
+    items = suite.items(e["split"])
+    engine = make_engine(inputs["model"], cfg["engine"])
+    prompts = prompt_strings(items, engine.tokenizer)
+    df = generate_rows(engine, items, prompts, int(e["n"]), e, int(cfg["seed"]) + 7919,
+                       shard_size=len(items), work=None, desc="eval")
+    engine.close()
+    by_id = {it.id: it for it in items}
+    verdicts = [suite.score(by_id[p], r) for p, r in zip(df["prompt_id"], df["response"])]
+    df["reward"] = [v.reward for v in verdicts]
+    df["correct"] = [v.correct for v in verdicts]
+    df["extracted"] = [v.extracted for v in verdicts]
+    df["reason"] = [v.reason for v in verdicts]
+    write_table(df.drop(columns=["prompt_ids", "sample_logprobs"]), out, "samples.parquet")
+    groups = [(list(g["extracted"]), list(g["correct"]))
+              for _, g in df.groupby("prompt_id", sort=False)]
+    metrics = summarize(groups, [int(k) for k in e["ks"]])
+    metrics["mean_response_tokens"] = float(df["response_ids"].map(len).mean())
+    write_json(metrics, Path(out) / "metrics.json")
+    return metrics

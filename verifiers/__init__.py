@@ -1,0 +1,37 @@
+"""Task suites behind one protocol (``verifiers.base``), registered by name.
+
+``build_suite(task_cfg)`` turns a ``conf/task/*.yaml`` mapping into a suite; ``SUITES`` maps a
+suite name to its factory. Adding a suite = one module here + one entry in ``SUITES`` + one
+``conf/task/<name>.yaml``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from verifiers.base import SPLITS, Item, Suite, Verdict
+
+
+def _toy(**kw: Any) -> Suite:
+    from verifiers.toy import ToySuite
+
+    return ToySuite(**kw)
+
+
+# name -> factory(**task params). Imports stay lazy so that a suite's heavy dependency
+# (reasoning-gym, math-verify) is only imported when that suite is used.
+SUITES: dict[str, Callable[..., Suite]] = {
+    "toy": _toy,
+}
+
+
+def build_suite(task_cfg: Mapping[str, Any]) -> Suite:
+    """Build the suite named by ``task_cfg["suite"]`` with the rest of the mapping as params."""
+    params = {k: v for k, v in dict(task_cfg).items() if k not in ("suite", "name")}
+    name = task_cfg.get("suite", task_cfg.get("name"))
+    if name not in SUITES:
+        raise ValueError(f"unknown task suite {name!r}; valid suites: {', '.join(sorted(SUITES))}")
+    return SUITES[name](**params)
+
+
+__all__ = ["SPLITS", "SUITES", "Item", "Suite", "Verdict", "build_suite"]

@@ -1,0 +1,58 @@
+"""The task-suite protocol every verifier follows (see DESIGN.md, "Tasks and verifiers").
+
+A suite hands out items for a split and scores completions. The same ``score`` is the SFT
+filter (verify stage), the RL reward (TRL and verl) and the eval judge, so it must never
+raise and must return in bounded time whatever the completion is.
+
+Splits:
+  ``train``  prompts the behavior policy is sampled on (SFT data),
+  ``rl``     prompts for online RL,
+  ``eval``   held-out prompts for pass@k; never shares a prompt with ``train`` or ``rl``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+SPLITS = ("train", "rl", "eval")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One task instance. ``prompt`` is plain text or a chat list ``[{role, content}, ...]``."""
+
+    id: str
+    prompt: str | list[dict[str, str]]
+    answer: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``reward`` in [0, 1]; ``correct`` is the binary judgement; ``reason`` says why."""
+
+    reward: float
+    correct: bool
+    extracted: str | None
+    reason: str
+
+
+@runtime_checkable
+class Suite(Protocol):
+    name: str
+
+    def items(self, split: str) -> list[Item]: ...
+
+    def score(self, item: Item, completion: str) -> Verdict: ...
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+
+
+def prompt_text(prompt: str | list[dict[str, str]]) -> str:
+    """The text of a prompt, for de-duplication and plain-text engines."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(f"{m.get('role', '')}: {m.get('content', '')}" for m in prompt)
