@@ -13,8 +13,10 @@ import io
 import logging
 import os
 import platform
+import shutil
 import sys
 import time
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -118,7 +120,12 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
             _set_threads(spec.num_cpus)
             from stages import load
 
-            metrics = load(spec.stage).run(spec.cfg, dict(spec.inputs), tmp, sd.work) or {}
+            try:
+                metrics = load(spec.stage).run(spec.cfg, dict(spec.inputs), tmp, sd.work) or {}
+            except BaseException:
+                log.write(traceback.format_exc())
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         seconds = time.time() - started
         sd.publish(tmp, {
             "stage": spec.stage, "node": spec.id, "key": spec.key, "config": spec.cfg,

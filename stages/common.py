@@ -90,3 +90,28 @@ def load_model(path: str, dev: str, dt=None):
 
 def finite_or_none(x: float) -> float | None:
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
+
+
+def last_complete_checkpoint(trainer_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` of an HF/TRL Trainer whose save finished, or None.
+
+    The Trainer writes a checkpoint in place (weights, optimizer, RNG, then trainer_state.json
+    last), so a process killed mid-save leaves a partial ``checkpoint-N``. Only a checkpoint whose
+    trainer_state.json parses is taken; older complete ones survive rotation meanwhile.
+    """
+    root = Path(trainer_dir)
+    if not root.is_dir():
+        return None
+    steps = []
+    for p in root.glob("checkpoint-*"):
+        try:
+            steps.append((int(p.name.split("-")[1]), p))
+        except (IndexError, ValueError):
+            continue
+    for _, p in sorted(steps, reverse=True):
+        try:
+            json.loads((p / "trainer_state.json").read_text())
+            return str(p)
+        except (OSError, ValueError):
+            continue
+    return None

@@ -1,97 +1,15 @@
-"""Online RL (GRPO) from an SFT or base model, reward = the task verifier (DESIGN.md "rl").
+"""Online RL (GRPO) from an SFT or base model; reward = the task verifier (DESIGN.md "rl").
 
-``rl=trl`` (this module's engine on CPU or one GPU) runs TRL's ``GRPOTrainer`` on the task's
-``rl`` prompts: ``rl.num_generations`` completions per prompt form a group, rewards are the
-verifier's, advantages are group-normalised, ``rl.beta`` is the KL coefficient to the starting
-model. The paper's recipe (§4.2: lr 1e-6, batch 128, KL 0.01, verl on GPUs) is the GPU engine's
-default; the toy models take a larger lr and a few dozen steps.
-
-Outputs an HF model dir and ``curves.parquet`` (reward, KL, loss per step). Checkpoints go to
-``work/`` every ``rl.save_steps`` steps and a re-run resumes from the last one.
+The engine is a config group: ``rl=trl`` (``stages/rl_engines/trl.py``, TRL's GRPOTrainer on CPU
+or one GPU). Every engine writes the final policy to ``out`` as an HF model dir, so eval loads it
+like any other model.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-import torch
-
-from stages.common import device, load_tokenizer, progress, seed_everything, write_table
-from stages.sample import prompt_strings
-from verifiers import build_suite
-
-
-def reward_function(suite, items: dict):
-    """A TRL reward function scoring each completion with the task verifier."""
-
-    def verifier_reward(prompts, completions, item_id, **kwargs) -> list[float]:
-        out = []
-        for iid, completion in zip(item_id, completions):
-            text = completion if isinstance(completion, str) else completion[-1]["content"]
-            out.append(float(suite.score(items[iid], text).reward))
-        return out
-
-    return verifier_reward
-
-
-def _progress_callback(total: int):
-    from transformers import TrainerCallback
-
-    class Bar(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            self.bar = progress(total=total, desc="rl", unit="step")
-            self.bar.update(state.global_step)
-
-        def on_step_end(self, args, state, control, **kw):
-            self.bar.update(1)
-
-        def on_train_end(self, args, state, control, **kw):
-            self.bar.close()
-
-    return Bar()
+from stages.rl_engines import load
 
 
 def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM
-    from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOConfig, GRPOTrainer
-
-    r, seed = cfg["rl"], int(cfg["seed"])
-    if r.get("engine", "trl") != "trl":
-        raise ValueError(f"stages.rl runs rl=trl; got engine {r.get('engine')!r}")
-    seed_everything(seed)
-    suite = build_suite(cfg["task"])
-    items = suite.items("rl")
-    tok = load_tokenizer(inputs["model"])
-    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32)
-    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    data = Dataset.from_list([{"prompt": p, "item_id": it.id}
-                              for it, p in zip(items, prompt_strings(items, tok))])
-    G, dev = int(r["num_generations"]), device(r.get("device", "auto"))
-    args = GRPOConfig(
-        output_dir=str(Path(work) / "trainer"), learning_rate=float(r["lr"]), beta=float(r["beta"]),
-        num_generations=G, per_device_train_batch_size=int(r["prompts_per_step"]) * G,
-        max_completion_length=int(r["max_completion_length"]), temperature=float(r["temperature"]),
-        max_steps=int(r["steps"]), logging_steps=1, save_steps=int(r["save_steps"]),
-        save_total_limit=2, report_to=[], seed=seed, data_seed=seed, use_cpu=dev == "cpu",
-        bf16=dev.startswith("cuda"), loss_type=r.get("loss_type", "grpo"), disable_tqdm=True,
-        lr_scheduler_type="constant", warmup_steps=0)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_function(suite, {it.id: it for it in items}),
-                          args=args, train_dataset=data, processing_class=tok,
-                          callbacks=[_progress_callback(int(r["steps"]))])
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
-    trainer.train(resume_from_checkpoint=last)
-
-    final = trainer.model.float()
-    final.save_pretrained(out)
-    tok.save_pretrained(out)
-    curves = pd.DataFrame([h for h in trainer.state.log_history if "reward" in h])
-    write_table(curves, out, "curves.parquet")
-    delta = sum(float((v.float() - start[k].float()).pow(2).sum())
-                for k, v in final.state_dict().items() if k in start) ** 0.5
-    head = curves["reward"].iloc[:max(1, len(curves) // 4)].mean() if len(curves) else None
-    tail = curves["reward"].iloc[-max(1, len(curves) // 4):].mean() if len(curves) else None
-    return {"steps": int(trainer.state.global_step), "param_delta_l2": delta,
-            "reward_first_quarter": head, "reward_last_quarter": tail,
-            "resumed_from": Path(last).name if last else None}
+    return load(cfg["rl"].get("engine", "trl")).run(cfg, inputs, out, work)

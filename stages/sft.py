@@ -16,13 +16,15 @@ go to ``work/`` every ``sft.save_steps`` steps; a re-run resumes from the last o
 """
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import pandas as pd
 import torch
 
-from stages.common import device, load_tokenizer, progress, read_table, seed_everything, write_table
+from stages.common import (device, last_complete_checkpoint, load_tokenizer, progress, read_table,
+                           seed_everything, write_table)
 from stages.objectives import TokenBatch, get_objective, reduce_loss, token_logprobs
 
 
@@ -165,9 +167,22 @@ def mean_nll(model, examples: list[dict], collate: Collator, batch_size: int, de
     return total / max(count, 1.0)
 
 
+def check_same_vocabulary(tok, data_dir: str) -> None:
+    """PEAR compares π_θ and π_β token by token: the two tokenizers must be the same."""
+    path = Path(data_dir) / "vocab.json"
+    if not path.is_file():
+        return
+    behavior = json.loads(path.read_text())
+    base = tok.get_vocab()
+    if behavior != base:
+        diff = sorted(set(behavior.items()) ^ set(base.items()))[:5]
+        raise ValueError(f"the base model's tokenizer ({len(base)} tokens) differs from the behavior "
+                         f"policy's ({len(behavior)} tokens), e.g. {diff}; the behavior log-probs "
+                         "would not be comparable. Use models of one family that share a vocabulary.")
+
+
 def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     from transformers import AutoModelForCausalLM, TrainingArguments
-    from transformers.trainer_utils import get_last_checkpoint
 
     s, ocfg, seed = cfg["sft"], cfg["objective"], int(cfg["seed"])
     objective = get_objective(ocfg["name"])
@@ -186,6 +201,7 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
 
     dev = device(s.get("device", "auto"))
     tok = load_tokenizer(inputs["model"])
+    check_same_vocabulary(tok, inputs["data"])
     model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32)
     ref = None
     if objective.needs_ref:
@@ -206,7 +222,7 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     trainer = make_trainer_class()(model=model, args=args, train_dataset=train,
                                    data_collator=collate, callbacks=[_progress_callback(steps)])
     trainer.setup_objective(objective, params, ref)
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    last = last_complete_checkpoint(args.output_dir)
     result = trainer.train(resume_from_checkpoint=last)
 
     model = trainer.model.float()

@@ -18,11 +18,46 @@ def _toy(**kw: Any) -> Suite:
     return ToySuite(**kw)
 
 
+def _logic(**kw: Any) -> Suite:
+    from verifiers.logic import LogicSuite
+
+    return LogicSuite(**kw)
+
+
+def _synlogic(**kw: Any) -> Suite:
+    from verifiers.synlogic import SynLogicSuite
+
+    return SynLogicSuite(**kw)
+
+
+def _math(**kw: Any) -> Suite:
+    from verifiers.math_suite import MathSuite
+
+    return MathSuite(**kw)
+
+
 # name -> factory(**task params). Imports stay lazy so that a suite's heavy dependency
 # (reasoning-gym, math-verify) is only imported when that suite is used.
 SUITES: dict[str, Callable[..., Suite]] = {
     "toy": _toy,
+    "logic": _logic,
+    "synlogic": _synlogic,
+    "math": _math,
 }
+
+
+def describe() -> dict[str, list[str]]:
+    """Each registered suite and its games / task types / sources, for ``python -m pipeline ls``."""
+    from verifiers.logic import GAMES
+    from verifiers.math_suite import DATASETS
+    from verifiers.synlogic_checks import CHECKS
+
+    return {
+        "toy": ["arithmetic chains (offline toy world)"],
+        "logic": sorted(GAMES),
+        "synlogic": sorted(CHECKS),
+        "math": ["builtin", *sorted(k for k in DATASETS if k != "jsonl"), "jsonl (any, fields configurable)"],
+    }
 
 
 def build_suite(task_cfg: Mapping[str, Any]) -> Suite:
@@ -34,4 +69,4 @@ def build_suite(task_cfg: Mapping[str, Any]) -> Suite:
     return SUITES[name](**params)
 
 
-__all__ = ["SPLITS", "SUITES", "Item", "Suite", "Verdict", "build_suite"]
+__all__ = ["SPLITS", "SUITES", "Item", "Suite", "Verdict", "build_suite", "describe"]

@@ -50,7 +50,8 @@ class Objective:
         needs_logits: the SFT stage must fill ``batch.logits``.
         needs_ref: the SFT stage must load the frozen reference model and fill ``batch.ref_logits``.
         behavior_topk: the score stage stores behavior top-k; the SFT stage fills ``beta_topk_*``.
-        uses_negatives: the SFT stage mixes verified failures (``correct=False`` rows) into the data.
+        uses_negatives: the SFT stage mixes verified failures (``correct=False`` rows) into the
+            data.
     """
 
     name: str

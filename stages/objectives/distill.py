@@ -53,7 +53,9 @@ def _kl(batch: TokenBatch) -> Tensor:
 
 
 def kd(batch: TokenBatch) -> tuple[Tensor, Tensor]:
-    """Forward-KL distillation from the behavior top-k (§4.3, Fig. 4b): ℓ_t = KL(π̃_β ‖ π_θ), w_t = 1.
+    """Forward-KL distillation from the behavior top-k (§4.3, Fig. 4b).
+
+        ℓ_t = KL(π̃_β ‖ π_θ),  w_t = 1.
 
     Args:
         batch: ``logits`` ``[B, T, V]``, ``beta_topk_ids``/``beta_topk_logp`` ``[B, T, K]``.

@@ -1,0 +1,220 @@
+"""Verifier robustness and speed (issue 4): adversarial completions against every suite.
+
+    /work/venv/bin/python benchmarks/verifiers_fuzz.py                  # 10,000 per suite, markdown
+    /work/venv/bin/python benchmarks/verifiers_fuzz.py --n 500 --suites logic math
+
+For each suite (toy, logic, synlogic on tests/data rows, math) it scores ``--n`` adversarial
+completions (empty, huge, random unicode, unclosed/nested/many ``<answer>`` and ``<think>`` tags,
+deeply nested braces and LaTeX, power towers, regex killers, Python payloads, near misses of the
+real answer) twice, and a set of real answers (correct and near-miss, well formatted). It checks
+that no call raises, that every call takes under ``--limit`` seconds and that the second pass
+gives the same verdict (reward, correct, extracted), and reports items/s for both sets.
+Exit status 1 if a check fails.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from verifiers import build_suite  # noqa: E402
+from verifiers.base import Item  # noqa: E402
+
+DATA = ROOT / "tests" / "data"
+PAYLOAD_FILE = "/tmp/verifiers_fuzz_pwned"
+PAYLOADS = [
+    f"__import__('os').system('touch {PAYLOAD_FILE}')",
+    f"open('{PAYLOAD_FILE}', 'w').write('x')",
+    "().__class__.__bases__[0].__subclasses__()",
+    "[[1, 2], [3, __import__('os').getcwd()]]",
+    "{'A': [(1, 1)], 'B': exec('x=1')}",
+    "lambda: 0",
+]
+TAGS = ["<answer>", "</answer>", "<think>", "</think>", "\\boxed{", "}", "{", "```python\n", "```", "[[", "]]", "**"]
+
+
+def _unicode(rng: random.Random, n: int) -> str:
+    pools = [(0x20, 0x7E), (0xA0, 0x2FF), (0x370, 0x3FF), (0x4E00, 0x4FFF), (0x1F300, 0x1F64F),
+             (0xD800, 0xDFFF), (0x0, 0x1F), (0x200B, 0x200F)]
+    out = []
+    for _ in range(n):
+        lo, hi = rng.choice(pools)
+        out.append(chr(rng.randint(lo, hi)))
+    return "".join(out)
+
+
+def _wrap(rng: random.Random, inner: str) -> str:
+    """Put ``inner`` where a verifier looks for an answer, in one of many (mal)formed ways."""
+    style = rng.randrange(8)
+    if style == 0:
+        return f"<answer>{inner}</answer>"
+    if style == 1:
+        return f"<think>{_unicode(rng, 20)}</think><answer>{inner}</answer>"
+    if style == 2:
+        return f"\\boxed{{{inner}}}"
+    if style == 3:
+        return f"<answer>\\boxed{{{inner}}}</answer>"
+    if style == 4:
+        return f"<answer>```python\n{inner}\n```</answer>"
+    if style == 5:
+        return f"<answer>{inner}"  # unclosed
+    if style == 6:
+        return f"<think>{inner}"  # unclosed think
+    return inner
+
+
+def adversarial(rng: random.Random, answer: str) -> str:
+    """One adversarial completion; ``answer`` is the item's true answer (for near misses)."""
+    kind = rng.randrange(18)
+    if kind == 0:
+        return rng.choice(["", " ", "\n", "\x00", "<answer></answer>", "\\boxed{}", "</think>", "<think>"])
+    if kind == 1:  # huge
+        unit = rng.choice(["a", "9", "<answer>", "{", "\\frac{", "</think>", "( ", "1 + ", "yes, "])
+        return unit * rng.randint(50_000, 400_000) + _wrap(rng, answer)
+    if kind == 2:
+        return _unicode(rng, rng.randint(1, 3000))
+    if kind == 3:
+        return _wrap(rng, _unicode(rng, rng.randint(1, 300)))
+    if kind == 4:  # many answer tags
+        return "".join(f"<answer>{rng.choice([answer, _unicode(rng, 5)])}</answer>" for _ in range(rng.randint(2, 3000)))
+    if kind == 5:  # nested / interleaved tags
+        return "".join(rng.choice(TAGS + [answer, _unicode(rng, 3)]) for _ in range(rng.randint(1, 400)))
+    if kind == 6:  # deep braces
+        d = rng.randint(10, 20_000)
+        return _wrap(rng, "{" * d + answer + "}" * rng.choice([d, d - 1, 0]))
+    if kind == 7:  # deep LaTeX
+        d = rng.randint(5, 3000)
+        macro = rng.choice(["\\frac{1}{", "\\sqrt{", "\\left(", "\\boxed{", "x^{", "\\text{"])
+        return _wrap(rng, macro * d + "2" + "}" * d)
+    if kind == 8:  # power towers and big numbers
+        return _wrap(rng, rng.choice(["9^{9^{9^{9}}}", "9**9**9**9", "10^{10^{100}}", "2^3^4^5^6", "99999999!",
+                                      "(10!)!", "9" * 20_000, "1e999999", "10^{123456789}", "\\infty^{\\infty}"]))
+    if kind == 9:  # regex killers
+        return _wrap(rng, rng.choice(["1" * 30_000 + "=", "1 +" * 10_000, "(" * 5000, "[" * 5000 + "]" * 4999,
+                                      "**" * 10_000, "a" * 50_000 + "!", ",\n" * 10_000, " " * 100_000]))
+    if kind == 10:  # code payloads where literals are parsed
+        return _wrap(rng, rng.choice(PAYLOADS))
+    if kind == 11:  # near miss: one character changed
+        if answer:
+            i = rng.randrange(len(answer))
+            return _wrap(rng, answer[:i] + rng.choice("0123456789XabQ_ ,") + answer[i + 1:])
+        return _wrap(rng, "x")
+    if kind == 12:  # truncated answer
+        return _wrap(rng, answer[: rng.randint(0, max(0, len(answer) - 1))])
+    if kind == 13:  # answer buried in noise / wrong place
+        return _unicode(rng, 200) + answer + _unicode(rng, 200)
+    if kind == 14:  # many thinks
+        return "</think>" * rng.randint(1, 5000) + _wrap(rng, answer)
+    if kind == 15:  # random LaTeX soup
+        toks = ["\\frac", "{", "}", "^", "_", "\\sqrt", "x", "2", "\\pi", "+", "-", "\\cdot", "(", ")", "\\infty",
+                "\\int", "\\sum", "\\left", "\\right", "=", "\\le", ",", "\\{", "\\}", "!", "e", "\\log"]
+        return _wrap(rng, "".join(rng.choice(toks) for _ in range(rng.randint(1, 120))))
+    if kind == 16:  # binary-ish junk
+        return bytes(rng.randrange(256) for _ in range(rng.randint(1, 500))).decode("latin-1")
+    return _wrap(rng, answer) * rng.randint(1, 3)  # the answer, possibly repeated
+
+
+# -- suites under test -----------------------------------------------------------------------
+def suite_and_items(name: str):
+    """A small instance of each suite and items with real (correct, near-miss) answers."""
+    if name == "toy":
+        suite = build_suite({"suite": "toy", "sizes": {"train": 50, "rl": 0, "eval": 0}, "pretrain_size": 0})
+        items = suite.items("train")
+        real = [(it, f"{it.prompt}A{it.answer}") for it in items] + [(it, f"A{int(it.answer) + 1}") for it in items]
+        return suite, items, real
+    if name == "logic":
+        suite = build_suite({"suite": "logic", "seed": 7, "sizes": {"train": 0, "rl": 0, "eval": 52}})
+        items = suite.items("eval")
+        real = [(it, f"<think>...</think><answer>{it.answer}</answer>") for it in items]
+        real += [(it, f"<answer>{it.answer}x</answer>") for it in items]
+        return suite, items, real
+    if name == "synlogic":
+        suite = build_suite({"suite": "synlogic", "path": str(DATA / "synlogic_rows.jsonl"),
+                             "sizes": {"train": None, "rl": 0, "eval": 0}})
+        items = suite.items("train")
+        answers = json.loads((DATA / "synlogic_answers.json").read_text())
+        real = [(it, f"<think>...</think><answer>{answers[it.metadata['task']][k]}</answer>")
+                for it in items for k in ("correct", "near_miss")]
+        return suite, items, real
+    if name == "math":
+        suite = build_suite({"suite": "math", "sizes": {"train": 0, "rl": 0, "eval": None},
+                             "eval": [{"name": "builtin"}, {"name": "math500", "path": str(DATA / "math500_sample.jsonl")}]})
+        items = suite.items("eval")
+        real = [(it, f"<think>...</think>The answer is $\\boxed{{{it.answer}}}$.") for it in items]
+        real += [(it, f"\\boxed{{{it.answer}+1}}") for it in items]
+        return suite, items, real
+    raise ValueError(name)
+
+
+def run_suite(name: str, n: int, seed: int = 0, limit: float = 1.0) -> dict:
+    suite, items, real = suite_and_items(name)
+    rng = random.Random(seed)
+    cases: list[tuple[Item, str]] = []
+    for i in range(n):
+        it = items[i % len(items)]
+        cases.append((it, adversarial(rng, it.answer)))
+    if name == "math":  # start the math-verify workers before timing (about a second, once)
+        suite.score(items[0], "\\boxed{0}")
+    errors, slow, unstable = [], [], 0
+    first, t_all, t_max = [], 0.0, 0.0
+    for it, text in cases:
+        t = time.perf_counter()
+        try:
+            v = suite.score(it, text)
+        except Exception as e:  # must never happen
+            errors.append(f"{type(e).__name__}: {e}")
+            v = None
+        dt = time.perf_counter() - t
+        t_all += dt
+        t_max = max(t_max, dt)
+        if dt > limit:
+            slow.append((round(dt, 3), text[:80]))
+        first.append(None if v is None else (v.reward, v.correct, v.extracted))
+    for (it, text), before in zip(cases, first):
+        try:
+            v = suite.score(it, text)
+            unstable += (v.reward, v.correct, v.extracted) != before
+        except Exception as e:
+            errors.append(f"{type(e).__name__}: {e}")
+    t = time.perf_counter()
+    real_correct = sum(suite.score(it, text).correct for it, text in real)
+    t_real = time.perf_counter() - t
+    return {"suite": name, "n": n, "errors": len(errors), "slow": len(slow), "unstable": unstable,
+            "max_s": round(t_max, 3),
+            "fuzz_items_per_s": round(n / t_all, 1), "real_n": len(real),
+            "real_items_per_s": round(len(real) / t_real, 1), "real_correct": real_correct,
+            "examples": errors[:3] + [str(s) for s in slow[:3]]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--suites", nargs="+", default=["toy", "logic", "synlogic", "math"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=float, default=1.0)
+    args = ap.parse_args(argv)
+    Path(PAYLOAD_FILE).unlink(missing_ok=True)
+    rows = [run_suite(s, args.n, args.seed, args.limit) for s in args.suites]
+    print("| suite | fuzz n | errors | calls > limit | max s | unstable | fuzz items/s | real n | real correct | real items/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['suite']} | {r['n']} | {r['errors']} | {r['slow']} | {r['max_s']} | {r['unstable']} | {r['fuzz_items_per_s']} "
+              f"| {r['real_n']} | {r['real_correct']} | {r['real_items_per_s']} |")
+        for e in r["examples"]:
+            print(f"  - {e}")
+    pwned = Path(PAYLOAD_FILE).exists()
+    if pwned:
+        print(f"PAYLOAD EXECUTED: {PAYLOAD_FILE} exists")
+    bad = pwned or any(r["errors"] or r["slow"] or r["unstable"] for r in rows)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""math-verify in child processes, with a hard time bound, safe in any thread or Ray task.
+
+math-verify bounds its own time with ``signal.alarm``: whole seconds, main thread only (elsewhere
+it raises ``ValueError``), and blind to C-level work such as ``9**9**9`` inside sympy, which no
+signal interrupts. So parsing and comparison run in worker processes (``python -m
+verifiers.mathbox``) that talk JSON lines over pipes:
+
+* in the worker, an ``ITIMER_REAL`` timer of ``SOFT_TIMEOUT_S`` interrupts slow Python code and
+  the worker answers ``timeout`` and lives on;
+* in the caller, a reply that does not come within ``HARD_TIMEOUT_S`` gets the worker killed and
+  replaced, and the call answers ``timeout``.
+
+Workers start on first use (about a second: importing sympy), one per concurrent caller up to
+``max_workers``; a warm spare is kept so that a kill does not make the next call wait.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+SOFT_TIMEOUT_S = 0.4
+HARD_TIMEOUT_S = 0.8
+START_TIMEOUT_S = 60.0
+_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+class _Worker:
+    def __init__(self) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = _ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "verifiers.mathbox"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, env=env, close_fds=True,
+        )
+        self._buf = b""
+        self.ready = False
+
+    def _readline(self, timeout: float) -> bytes | None:
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return None  # the worker died
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line
+
+    def wait_ready(self) -> bool:
+        if not self.ready:
+            self.ready = self._readline(START_TIMEOUT_S) == b"ready"
+        return self.ready
+
+    def ask(self, request: dict, timeout: float) -> dict | None:
+        try:
+            self.proc.stdin.write(json.dumps(request).encode() + b"\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            return None
+        line = self._readline(timeout)
+        return None if line is None else json.loads(line)
+
+    def kill(self) -> None:
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except Exception:
+            pass
+
+
+class MathBox:
+    """A small pool of math-verify workers. ``judge`` never raises."""
+
+    def __init__(self, max_workers: int = 4) -> None:
+        self._idle: list[_Worker] = []
+        self._lock = threading.Lock()
+        self._slots = threading.Semaphore(max_workers)
+
+    def warm(self) -> None:
+        """Make sure an idle worker exists (starting one if not), without waiting for it."""
+        with self._lock:
+            if not self._idle:
+                self._idle.append(_Worker())
+
+    def judge(self, gold: str, pred: str) -> dict:
+        """``{"status": equal|different|unparsed|timeout|error, "detail": str}``."""
+        with self._slots:
+            worker = self._acquire()
+            if worker is None:
+                return {"status": "error", "detail": "math-verify worker failed to start"}
+            try:
+                reply = worker.ask({"gold": gold, "pred": pred}, HARD_TIMEOUT_S)
+            except Exception as e:  # a garbled reply: treat the worker as broken
+                reply = None
+                detail = f"{type(e).__name__}"
+            else:
+                detail = f"no reply within {HARD_TIMEOUT_S}s; worker restarted"
+            if reply is None:
+                worker.kill()
+                self.warm()
+                return {"status": "timeout", "detail": detail}
+            with self._lock:
+                self._idle.append(worker)
+            return reply
+
+    def _acquire(self) -> _Worker | None:
+        """An idle worker (a ready one first); leaves a spare starting if none is left idle."""
+        with self._lock:
+            self._idle.sort(key=lambda w: w.ready)
+            worker = self._idle.pop() if self._idle else _Worker()
+            if not self._idle:
+                self._idle.append(_Worker())
+        if worker.wait_ready():
+            return worker
+        worker.kill()
+        return None
+
+    def close(self) -> None:
+        with self._lock:
+            for w in self._idle:
+                w.kill()
+            self._idle.clear()
+
+
+_BOX: MathBox | None = None
+_BOX_LOCK = threading.Lock()
+
+
+def mathbox() -> MathBox:
+    """The process-wide pool (created lazily, also after a fork into a Ray worker)."""
+    global _BOX
+    with _BOX_LOCK:
+        if _BOX is None or getattr(_BOX, "_pid", None) != os.getpid():
+            _BOX = MathBox()
+            _BOX._pid = os.getpid()
+            import atexit
+
+            atexit.register(_BOX.close)
+        return _BOX
+
+
+# -- the worker ---------------------------------------------------------------------------------
+class _SoftTimeout(BaseException):
+    """BaseException so that math-verify's ``except Exception`` does not swallow it."""
+
+
+def _worker_main() -> None:
+    import logging
+    import signal
+
+    logging.disable(logging.WARNING)
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+
+    config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
+
+    def parse_boxed(text: str):
+        return parse("\\boxed{" + text + "}", extraction_config=config, parsing_timeout=None)
+
+    def on_alarm(signum, frame):
+        raise _SoftTimeout()
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    golds: dict[str, list] = {}
+    verify(parse_boxed("1/2"), parse_boxed("0.5"), timeout_seconds=None)  # warm sympy's caches
+    out = sys.stdout.buffer
+    out.write(b"ready\n")
+    out.flush()
+    for line in sys.stdin.buffer:
+        reply: dict
+        try:
+            request = json.loads(line)
+            signal.setitimer(signal.ITIMER_REAL, SOFT_TIMEOUT_S)
+            try:
+                gold = golds.get(request["gold"])
+                if gold is None:
+                    gold = parse_boxed(request["gold"])
+                    if len(golds) > 4096:
+                        golds.clear()
+                    golds[request["gold"]] = gold
+                pred = parse_boxed(request["pred"])
+                if not gold or not pred:
+                    reply = {"status": "unparsed", "detail": "gold" if not gold else "prediction"}
+                else:
+                    same = verify(gold, pred, timeout_seconds=None)
+                    reply = {"status": "equal" if same else "different", "detail": str(pred[0])[:200]}
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except _SoftTimeout:
+            reply = {"status": "timeout", "detail": f"over {SOFT_TIMEOUT_S}s in math-verify"}
+        except BaseException as e:  # noqa: BLE001 - the worker must answer every request
+            reply = {"status": "error", "detail": f"{type(e).__name__}: {str(e)[:200]}"}
+        out.write(json.dumps(reply).encode() + b"\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    _worker_main()
