@@ -162,7 +162,7 @@ def run_suite(name: str, n: int, seed: int = 0, limit: float = 1.0) -> dict:
         cases.append((it, adversarial(rng, it.answer)))
     if name == "math":  # start the math-verify workers before timing (about a second, once)
         suite.score(items[0], "\\boxed{0}")
-    errors, slow, unstable = [], [], 0
+    errors, slow, unstable, errors_unstable = [], [], 0, []
     first, t_all, t_max = [], 0.0, 0.0
     for it, text in cases:
         t = time.perf_counter()
@@ -180,7 +180,9 @@ def run_suite(name: str, n: int, seed: int = 0, limit: float = 1.0) -> dict:
     for (it, text), before in zip(cases, first):
         try:
             v = suite.score(it, text)
-            unstable += (v.reward, v.correct, v.extracted) != before
+            if (v.reward, v.correct, v.extracted) != before:
+                unstable += 1
+                errors_unstable.append(f"unstable: {text[:80]!r}: {before} then {v}")
         except Exception as e:
             errors.append(f"{type(e).__name__}: {e}")
     t = time.perf_counter()
@@ -190,7 +192,7 @@ def run_suite(name: str, n: int, seed: int = 0, limit: float = 1.0) -> dict:
             "max_s": round(t_max, 3),
             "fuzz_items_per_s": round(n / t_all, 1), "real_n": len(real),
             "real_items_per_s": round(len(real) / t_real, 1), "real_correct": real_correct,
-            "examples": errors[:3] + [str(s) for s in slow[:3]]}
+            "examples": errors[:3] + [str(s) for s in slow[:3]] + errors_unstable[:3]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,6 +120,7 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
             _set_threads(spec.num_cpus)
             from stages import load
 
+            _injected_fault(spec)
             try:
                 metrics = load(spec.stage).run(spec.cfg, dict(spec.inputs), tmp, sd.work) or {}
             except BaseException:
@@ -136,6 +137,17 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
         return {"status": "done", "seconds": seconds, "metrics": metrics}
     finally:
         lock.release()
+
+
+def _injected_fault(spec: Spec) -> None:
+    """Chaos hook for reliability tests: ``PIPELINE_FAULT=<node id>:<marker file>`` makes the
+    process running that node die abruptly (``os._exit``) mid-stage, once: the marker records
+    that the fault fired, so the retry (or the re-run) goes through."""
+    want = os.environ.get("PIPELINE_FAULT", "")
+    node, _, marker = want.partition(":")
+    if node == spec.id and marker and not os.path.exists(marker):
+        Path(marker).write_text(str(os.getpid()))
+        os._exit(137)
 
 
 def _set_threads(n: int) -> None:

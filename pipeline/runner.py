@@ -8,6 +8,7 @@ skipped), the other branches finish, and the run reports the failed stage and it
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -86,9 +87,17 @@ def _finish(dag: Dag, nid: str, result: dict | None, err: str | None, out: Outco
             echo(f"[{d}] skipped (depends on failed {nid})")
 
 
+def _bars() -> bool:
+    """Draw progress bars only on a terminal; logs and captured output get the stage lines."""
+    return sys.stdout.isatty() and os.environ.get("PIPELINE_PROGRESS", "1") != "0"
+
+
 def _run_inline(dag: Dag, todo: list[str], out: Outcome, echo) -> None:
     import traceback
 
+    import stages.common as common
+
+    common.set_progress_factory(None if _bars() else common.no_progress)
     for nid in todo:
         if out.states.get(nid) == "skipped":
             continue
@@ -100,13 +109,16 @@ def _run_inline(dag: Dag, todo: list[str], out: Outcome, echo) -> None:
             _finish(dag, nid, None, traceback.format_exc(), out, echo)
 
 
-def _ray_task(spec: Spec) -> dict:
-    """Body of a stage's Ray task: progress bars go to the driver through ray's tqdm."""
+def _ray_task(spec: Spec, bars: bool) -> dict:
+    """Body of a stage's Ray task: progress bars go to the driver through ray's tqdm, and
+    ``parallel_map`` runs shards on Ray actors (``sampler.workers``, pipeline/parallel.py)."""
     from ray.experimental import tqdm_ray
 
     import stages.common as common
+    from pipeline.parallel import ray_map
 
-    common.set_progress_factory(tqdm_ray.tqdm)
+    common.set_progress_factory(tqdm_ray.tqdm if bars else common.no_progress)
+    common.set_parallel_map(ray_map)
     return execute(spec, passthrough=lambda s: tqdm_ray.RAY_TQDM_MAGIC in s)
 
 
@@ -137,6 +149,7 @@ def _run_ray(dag: Dag, todo: list[str], out: Outcome, cluster: dict, echo) -> No
 
     init_ray(cluster)
     remote = ray.remote(_ray_task)
+    bars = _bars()
     running: dict[Any, str] = {}
     pending = list(todo)
     started: dict[str, float] = {}
@@ -146,7 +159,7 @@ def _run_ray(dag: Dag, todo: list[str], out: Outcome, cluster: dict, echo) -> No
             r = dag.nodes[nid].resources
             ref = remote.options(num_cpus=r.get("num_cpus", 1), num_gpus=r.get("num_gpus", 0),
                                  max_retries=int(r.get("max_retries", 1)), retry_exceptions=False,
-                                 name=nid).remote(spec_for(dag, nid))
+                                 name=nid).remote(spec_for(dag, nid), bars)
             running[ref] = nid
             started[nid] = time.time()
             echo(f"[{nid}] started")

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import pandas as pd
 
@@ -19,6 +20,26 @@ def set_progress_factory(factory: Callable[..., Any] | None) -> None:
     _progress_factory = factory
 
 
+class _NoBar:
+    """A progress bar that draws nothing (output that is not a terminal)."""
+
+    def __init__(self, iterable=None, **kw):
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def no_progress(iterable: Iterable | None = None, **kw) -> _NoBar:
+    return _NoBar(iterable)
+
+
 def progress(iterable: Iterable | None = None, total: int | None = None, desc: str = "",
              unit: str = "it"):
     """A progress bar (tqdm API subset: iterate, ``update``, ``close``)."""
@@ -29,6 +50,72 @@ def progress(iterable: Iterable | None = None, total: int | None = None, desc: s
     return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.__stderr__,
                 mininterval=1.0, leave=False, dynamic_ncols=True)
 
+
+
+# --- Data parallelism: one engine per worker over a list of shards --------------------------
+# A stage calls ``parallel_map(make_worker, fn, tasks, **worker_options(cfg["engine"]))``. The
+# default below runs everything in this process with one worker; the runner swaps in
+# ``pipeline.parallel.ray_map`` (Ray actors, one engine each) so that stages never import Ray.
+# Results carry their task index: a stage saves each shard as it arrives and merges in order.
+
+def local_map(make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any], tasks: Sequence[Any],
+              **options: Any) -> Iterator[tuple[int, Any]]:
+    """Run ``fn(worker, task)`` for every task in order, with one worker built here (lazily)."""
+    if not tasks:
+        return
+    worker = make_worker()
+    try:
+        for i, task in enumerate(tasks):
+            yield i, fn(worker, task)
+    finally:
+        close = getattr(worker, "close", None)
+        if close is not None:
+            close()
+
+
+_parallel_map: Callable[..., Iterator[tuple[int, Any]]] = local_map
+
+
+def set_parallel_map(impl: Callable[..., Iterator[tuple[int, Any]]] | None) -> None:
+    """Let the runner choose how shards are spread over workers (None: back to ``local_map``)."""
+    global _parallel_map
+    _parallel_map = impl or local_map
+
+
+def parallel_map(make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],
+                 tasks: Sequence[Any], *, workers: int = 1, gpus_per_worker: float | None = None,
+                 cpus_per_worker: float = 1.0) -> Iterator[tuple[int, Any]]:
+    """Yield ``(i, fn(worker, tasks[i]))`` for every task, in completion order.
+
+    Each worker is built once by ``make_worker()`` (an engine: it loads the model) and runs many
+    tasks. ``make_worker``, ``fn``, the tasks and the results must be picklable (module-level
+    functions, ``functools.partial``, dataclasses, DataFrames) because a worker may live in
+    another process. ``fn`` must depend on its task only, never on which worker runs it or
+    what ran before, so the results are the same for any number of workers.
+
+    Args:
+        workers: how many workers at most (the in-process default always uses one).
+        gpus_per_worker: GPUs each worker holds (a tensor-parallel group: several); None lets the
+            implementation choose (Ray: 1 if the cluster has GPUs, else 0).
+        cpus_per_worker: CPU cores each worker holds (also its torch thread count).
+    """
+    return _parallel_map(make_worker, fn, tasks, workers=workers,
+                         gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker)
+
+
+def worker_options(engine_cfg: dict) -> dict[str, Any]:
+    """``parallel_map``'s keyword arguments from an engine config (``conf/sampler/*.yaml``)."""
+    gpus = engine_cfg.get("gpus_per_worker")
+    return {"workers": int(engine_cfg.get("workers") or 1),
+            "gpus_per_worker": None if gpus in (None, "auto") else float(gpus),
+            "cpus_per_worker": float(engine_cfg.get("cpus_per_worker") or 1)}
+
+
+def write_shard(df: pd.DataFrame, path: Path) -> None:
+    """Save one finished shard atomically (a crash leaves no half-written shard file)."""
+    tmp = Path(path).with_suffix(f".{os.getpid()}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
 
 def seed_everything(seed: int) -> None:
     import numpy as np

@@ -4,14 +4,19 @@ Samples ``eval.n`` completions per eval item with the configured engine, judges 
 task verifier and writes ``samples.parquet`` (every sample with its verdict) and
 ``metrics.json``. The eval split never shares a prompt with the train or rl split (the suites
 guarantee it; this stage checks it again and fails if they overlap).
+
+Items are sampled in shards of ``eval.shard_size`` prompts (default: one shard of all items),
+each seeded by its index and saved under ``work/`` (a re-run resumes), and the shards run on
+``sampler.workers`` engines at once; the rows never depend on the worker count.
 """
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from stages.common import write_json, write_table
+from stages.common import load_tokenizer, worker_options, write_json, write_table
 from stages.engines import make_engine
 from stages.metrics import summarize
 from stages.sample import generate_rows, prompt_strings
@@ -35,11 +40,11 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     suite = build_suite(cfg["task"])
     check_disjoint(suite, e["split"])
     items = suite.items(e["split"])
-    engine = make_engine(inputs["model"], cfg["engine"])
-    prompts = prompt_strings(items, engine.tokenizer)
-    df = generate_rows(engine, items, prompts, int(e["n"]), e, int(cfg["seed"]) + 7919,
-                       shard_size=len(items), work=None, desc="eval")
-    engine.close()
+    prompts = prompt_strings(items, load_tokenizer(inputs["model"]))
+    df = generate_rows(partial(make_engine, inputs["model"], cfg["engine"]), items, prompts,
+                       int(e["n"]), e, int(cfg["seed"]) + 7919,
+                       shard_size=int(e.get("shard_size") or len(items)), work=work, desc="eval",
+                       workers=worker_options(cfg["engine"]))
     by_id = {it.id: it for it in items}
     verdicts = [suite.score(by_id[p], r) for p, r in zip(df["prompt_id"], df["response"])]
     df["reward"] = [v.reward for v in verdicts]

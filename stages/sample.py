@@ -6,15 +6,20 @@ ids, the decoded response, the sampled tokens' log-probs under π_β and the fin
 Prompts are processed in shards of ``sample.shard_size``; each finished shard is saved under
 ``work/`` and a re-run after a crash resumes from the first missing shard. Every shard is seeded
 from (seed, shard index), so a resumed run writes exactly the rows an uninterrupted one would.
+Missing shards run on ``sampler.workers`` engines at once (``stages.common.parallel_map``: Ray
+actors under the pipeline, ``pipeline/parallel.py``); the rows never depend on the worker count.
 """
 from __future__ import annotations
 
-import os
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 
-from stages.common import progress, write_table
+from stages.common import (load_tokenizer, parallel_map, progress, worker_options, write_shard,
+                           write_table)
 from stages.engines import make_engine
 from verifiers import build_suite
 from verifiers.base import Item
@@ -32,49 +37,72 @@ def prompt_strings(items: list[Item], tokenizer) -> list[str]:
     return out
 
 
-def generate_rows(engine, items: list[Item], prompts: list[str], n: int, s: dict, seed: int,
-                  shard_size: int, work: Path | None, desc: str) -> pd.DataFrame:
-    """Generate n samples per prompt, shard by shard, resuming from finished shards in ``work``."""
-    shards = range(0, len(items), shard_size)
-    frames = []
-    bar = progress(total=len(items), desc=desc, unit="prompt")
-    for k, start in enumerate(shards):
+@dataclass
+class GenShard:
+    """One shard of prompts and everything needed to sample it (sent to a worker as is)."""
+
+    index: int
+    items: list[Item]
+    prompts: list[str]
+    n: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    seed: int
+
+
+def generate_shard(engine, job: GenShard) -> pd.DataFrame:
+    """Sample one shard: n rows per prompt. Depends on the shard only (its own seed)."""
+    gens = engine.generate(job.prompts, n=job.n, temperature=job.temperature, top_p=job.top_p,
+                           max_new_tokens=job.max_new_tokens, seed=job.seed)
+    rows = []
+    for it, text, samples in zip(job.items, job.prompts, gens):
+        p_ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
+        for j, g in enumerate(samples):
+            rows.append({"prompt_id": it.id, "sample_idx": j, "prompt": text,
+                         "prompt_ids": p_ids, "response_ids": g.token_ids,
+                         "response": g.text, "sample_logprobs": g.logprobs,
+                         "finish_reason": g.finish_reason})
+    return pd.DataFrame(rows)
+
+
+def generate_rows(make_engine_fn: Callable[[], Any], items: list[Item], prompts: list[str],
+                  n: int, s: dict, seed: int, shard_size: int, work: Path | None, desc: str,
+                  workers: dict | None = None) -> pd.DataFrame:
+    """Generate n samples per prompt, shard by shard, resuming from finished shards in ``work``.
+
+    Missing shards go to ``parallel_map`` (one engine per worker, ``workers`` from
+    ``worker_options``); each is saved as it arrives and the result is in prompt order.
+    """
+    shard_size = max(1, shard_size)
+    frames: dict[int, pd.DataFrame] = {}
+    jobs = []
+    for k, start in enumerate(range(0, len(items), shard_size)):
         path = Path(work) / f"shard-{k:05d}.parquet" if work else None
         if path is not None and path.is_file():
-            frames.append(pd.read_parquet(path))
-            bar.update(min(shard_size, len(items) - start))
+            frames[k] = pd.read_parquet(path)
             continue
-        chunk, texts = items[start:start + shard_size], prompts[start:start + shard_size]
-        gens = engine.generate(texts, n=n, temperature=float(s["temperature"]),
-                               top_p=float(s.get("top_p", 1.0)),
-                               max_new_tokens=int(s["max_new_tokens"]), seed=seed * 100_003 + k)
-        rows = []
-        for it, text, samples in zip(chunk, texts, gens):
-            p_ids = engine.tokenizer(text, add_special_tokens=False)["input_ids"]
-            for j, g in enumerate(samples):
-                rows.append({"prompt_id": it.id, "sample_idx": j, "prompt": text,
-                             "prompt_ids": p_ids, "response_ids": g.token_ids,
-                             "response": g.text, "sample_logprobs": g.logprobs,
-                             "finish_reason": g.finish_reason})
-        df = pd.DataFrame(rows)
-        if path is not None:
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            df.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        frames.append(df)
-        bar.update(len(chunk))
+        jobs.append(GenShard(k, items[start:start + shard_size], prompts[start:start + shard_size],
+                             n, float(s["temperature"]), float(s.get("top_p", 1.0)),
+                             int(s["max_new_tokens"]), seed * 100_003 + k))
+    bar = progress(total=len(items), desc=desc, unit="prompt")
+    bar.update(len(items) - sum(len(j.items) for j in jobs))
+    for i, df in parallel_map(make_engine_fn, generate_shard, jobs, **(workers or {})):
+        if work:
+            write_shard(df, Path(work) / f"shard-{jobs[i].index:05d}.parquet")
+        frames[jobs[i].index] = df
+        bar.update(len(jobs[i].items))
     bar.close()
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([frames[k] for k in sorted(frames)], ignore_index=True)
 
 
 def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     s = cfg["sample"]
     items = build_suite(cfg["task"]).items("train")
-    engine = make_engine(inputs["model"], cfg["engine"])
-    prompts = prompt_strings(items, engine.tokenizer)
-    df = generate_rows(engine, items, prompts, int(s["n"]), s, int(cfg["seed"]),
-                       int(s["shard_size"]), work, "sample")
-    engine.close()
+    prompts = prompt_strings(items, load_tokenizer(inputs["model"]))
+    df = generate_rows(partial(make_engine, inputs["model"], cfg["engine"]), items, prompts,
+                       int(s["n"]), s, int(cfg["seed"]), int(s["shard_size"]), work, "sample",
+                       worker_options(cfg["engine"]))
     write_table(df, out, "responses.parquet")
     lengths = df["response_ids"].map(len)
     return {"prompts": len(items), "responses": len(df),

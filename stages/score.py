@@ -4,49 +4,78 @@ Reads ``verified.parquet``, scores each response under π_β with the configured
 ``scored.parquet`` with ``behavior_logprobs`` (one per response token) and, when
 ``score.topk`` > 0 (objectives kd / pear_kd), the behavior's top-k token ids and log-probs per
 position. Responses are scored in shards of ``score.shard_size`` rows saved under ``work/``; a
-re-run after a crash resumes from the first missing shard. ``vocab.json`` records the behavior
-tokenizer's vocabulary so that the sft stage can refuse a base model with another one (PEAR's
-ratios compare the two models token by token). Non-finite log-probs fail the stage naming the rows (``score.nan_policy: fail``) or
-drop those rows (``drop``).
+re-run after a crash resumes from the missing ones. Missing shards run on ``sampler.workers``
+engines at once (``stages.common.parallel_map``), with the same rows for any worker count.
+``vocab.json`` records the behavior tokenizer's vocabulary so that the sft stage can refuse a base
+model with another one (PEAR's ratios compare the two models token by token). Non-finite
+log-probs fail the stage naming the rows (``score.nan_policy: fail``) or drop those rows
+(``drop``).
 """
 from __future__ import annotations
 
 import json
 import math
-import os
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from stages.common import progress, read_table, write_table
+from stages.common import (load_tokenizer, parallel_map, progress, read_table, worker_options,
+                           write_shard, write_table)
 from stages.engines import make_engine
+
+
+@dataclass
+class ScoreShard:
+    """One shard of responses to score (sent to a worker as is)."""
+
+    index: int
+    prompt_ids: list[list[int]]
+    response_ids: list[list[int]]
+    topk: int
+
+
+def score_shard(engine, job: ScoreShard) -> pd.DataFrame:
+    """Teacher-forced behavior log-probs (and top-k) of one shard's responses."""
+    res = engine.score(job.prompt_ids, job.response_ids, topk=job.topk)
+    cols = {"behavior_logprobs": [r.logprobs for r in res]}
+    if job.topk:
+        cols["behavior_topk_ids"] = [r.topk_ids for r in res]
+        cols["behavior_topk_logprobs"] = [r.topk_logprobs for r in res]
+    return pd.DataFrame(cols)
 
 
 def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     s = cfg["score"]
     topk = int(s.get("topk", 0) or 0)
     df = read_table(inputs["data"], "verified.parquet")
-    engine = make_engine(inputs["model"], cfg["engine"])
-    chunk = int(s.get("shard_size", 1024))
-    shards = []
-    for k, start in enumerate(progress(range(0, len(df), chunk), desc="score", unit="shard")):
+    chunk = max(1, int(s.get("shard_size", 1024)))
+    shards: dict[int, pd.DataFrame] = {}
+    jobs = []
+    for k, start in enumerate(range(0, len(df), chunk)):
         path = Path(work) / f"shard-{k:05d}.parquet"
-        if not path.is_file():  # finished shards survive a crash; resume from the first missing
-            part = df.iloc[start:start + chunk]
-            res = engine.score([list(x) for x in part["prompt_ids"]],
-                               [list(x) for x in part["response_ids"]], topk=topk)
-            cols = {"behavior_logprobs": [r.logprobs for r in res]}
-            if topk:
-                cols["behavior_topk_ids"] = [r.topk_ids for r in res]
-                cols["behavior_topk_logprobs"] = [r.topk_logprobs for r in res]
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            pd.DataFrame(cols).to_parquet(tmp, index=False)
-            os.replace(tmp, path)
-        shards.append(pd.read_parquet(path))
-    (Path(out) / "vocab.json").write_text(json.dumps(engine.tokenizer.get_vocab(), sort_keys=True))
-    engine.close()
-    df = pd.concat([df.reset_index(drop=True), pd.concat(shards, ignore_index=True)], axis=1)
-    bad = [i for i, lp in enumerate(df["behavior_logprobs"]) if not all(map(math.isfinite, lp))]
+        if path.is_file():  # finished shards survive a crash; resume from the missing ones
+            shards[k] = pd.read_parquet(path)
+            continue
+        part = df.iloc[start:start + chunk]
+        jobs.append(ScoreShard(k, [list(x) for x in part["prompt_ids"]],
+                               [list(x) for x in part["response_ids"]], topk))
+    bar = progress(total=len(shards) + len(jobs), desc="score", unit="shard")
+    bar.update(len(shards))
+    for i, part in parallel_map(partial(make_engine, inputs["model"], cfg["engine"]), score_shard,
+                                jobs, **worker_options(cfg["engine"])):
+        write_shard(part, Path(work) / f"shard-{jobs[i].index:05d}.parquet")
+        shards[jobs[i].index] = part
+        bar.update(1)
+    bar.close()
+    vocab = load_tokenizer(inputs["model"]).get_vocab()
+    (Path(out) / "vocab.json").write_text(json.dumps(vocab, sort_keys=True))
+    df = pd.concat([df.reset_index(drop=True),
+                    pd.concat([shards[k] for k in sorted(shards)], ignore_index=True)], axis=1)
+    # parquet stores NaN inside lists as null: both count as non-finite
+    bad = [i for i, lp in enumerate(df["behavior_logprobs"])
+           if not all(v is not None and math.isfinite(v) for v in lp)]
     if bad:
         ids = [f"{df.prompt_id[i]}#{df.sample_idx[i]}" for i in bad[:10]]
         if s.get("nan_policy", "fail") == "fail":

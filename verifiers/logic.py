@@ -135,18 +135,25 @@ class LogicSuite:
         return score_logic(item, completion)
 
 
+def puzzle(item: Item) -> tuple[dict, Any]:
+    """The reasoning-gym entry and dataset object behind a logic item."""
+    meta = item.metadata
+    seed = int(meta["seed"])
+    return (rebuild_entry(meta["game"], meta["config"], seed, int(meta["index"])),
+            _dataset(meta["game"], meta["config"], seed))
+
+
 def score_logic(item: Item, completion: str) -> Verdict:
     """Score a logic item from the item alone (the verl reward calls this in worker processes)."""
     found = answer_tag(completion, which="last")
     if found.text is None:
         return Verdict(0.0, False, None, found.reason)
     try:
-        meta = item.metadata
-        game = meta["game"]
-        entry = rebuild_entry(game, meta["config"], int(meta["seed"]), int(meta["index"]))
+        game = item.metadata["game"]
+        entry, dataset = puzzle(item)
         if str(entry["answer"]) != item.answer:
             return Verdict(0.0, False, found.text, "item does not match its generator (config/version?)")
-        ok = CHECKS.get(game, _rg_check)(found.text, entry, _dataset(game, meta["config"], int(meta["seed"])))
+        ok = CHECKS.get(game, _rg_check)(found.text, entry, dataset)
     except Exception as e:  # a verifier never raises
         return Verdict(0.0, False, found.text, f"verifier error: {type(e).__name__}: {str(e)[:200]}")
     if ok:
@@ -266,4 +273,4 @@ def _allocate(total: int, weights: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-__all__ = ["GAMES", "LogicSuite", "PROMPT_TEMPLATE", "rebuild_entry", "score_logic"]
+__all__ = ["GAMES", "LogicSuite", "PROMPT_TEMPLATE", "puzzle", "rebuild_entry", "score_logic"]

@@ -5,13 +5,15 @@ it raises ``ValueError``), and blind to C-level work such as ``9**9**9`` inside 
 signal interrupts. So parsing and comparison run in worker processes (``python -m
 verifiers.mathbox``) that talk JSON lines over pipes:
 
-* in the worker, an ``ITIMER_REAL`` timer of ``SOFT_TIMEOUT_S`` interrupts slow Python code and
-  the worker answers ``timeout`` and lives on;
+* in the worker, an ``ITIMER_PROF`` timer of ``SOFT_TIMEOUT_S`` of CPU time (so a busy machine
+  does not turn slow answers into timeouts) interrupts slow Python code; the worker answers
+  ``timeout`` and lives on;
 * in the caller, a reply that does not come within ``HARD_TIMEOUT_S`` gets the worker killed and
   replaced, and the call answers ``timeout``.
 
-Workers start on first use (about a second: importing sympy), one per concurrent caller up to
-``max_workers``; a warm spare is kept so that a kill does not make the next call wait.
+Workers start on first use (a second or two: importing sympy and warming its caches on
+``WARMUP`` pairs, whose first comparisons cost up to 0.2 s each), one per concurrent caller up
+to ``max_workers``; a warm spare is kept so that a kill does not make the next call wait.
 """
 from __future__ import annotations
 
@@ -24,9 +26,12 @@ import threading
 import time
 from pathlib import Path
 
-SOFT_TIMEOUT_S = 0.4
-HARD_TIMEOUT_S = 0.8
+SOFT_TIMEOUT_S = 0.5  # CPU seconds in the worker
+HARD_TIMEOUT_S = 0.9  # wall seconds in the caller
 START_TIMEOUT_S = 60.0
+WARMUP = [("1/2", "0.5"), ("x^2+2x+1", "(x+1)^2"), ("(3,\\infty)", "(3, \\infty)"), ("\\{1,2\\}", "\\{2,1\\}"),
+          ("\\frac{\\sqrt2}{2}", "\\sqrt{2}/2"), ("x=2", "2"), ("\\sin^2 x+\\cos^2 x", "1"), ("e^{i\\pi}", "-1"),
+          ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"), ("3x+2y", "2y+3x")]
 _ROOT = str(Path(__file__).resolve().parent.parent)
 
 
@@ -165,12 +170,13 @@ def _worker_main() -> None:
     def parse_boxed(text: str):
         return parse("\\boxed{" + text + "}", extraction_config=config, parsing_timeout=None)
 
-    def on_alarm(signum, frame):
+    def on_timer(signum, frame):
         raise _SoftTimeout()
 
-    signal.signal(signal.SIGALRM, on_alarm)
+    signal.signal(signal.SIGPROF, on_timer)
     golds: dict[str, list] = {}
-    verify(parse_boxed("1/2"), parse_boxed("0.5"), timeout_seconds=None)  # warm sympy's caches
+    for gold, pred in WARMUP:  # the first comparison of each kind imports and caches a lot
+        verify(parse_boxed(gold), parse_boxed(pred), timeout_seconds=None)
     out = sys.stdout.buffer
     out.write(b"ready\n")
     out.flush()
@@ -178,7 +184,7 @@ def _worker_main() -> None:
         reply: dict
         try:
             request = json.loads(line)
-            signal.setitimer(signal.ITIMER_REAL, SOFT_TIMEOUT_S)
+            signal.setitimer(signal.ITIMER_PROF, SOFT_TIMEOUT_S)
             try:
                 gold = golds.get(request["gold"])
                 if gold is None:
@@ -193,9 +199,9 @@ def _worker_main() -> None:
                     same = verify(gold, pred, timeout_seconds=None)
                     reply = {"status": "equal" if same else "different", "detail": str(pred[0])[:200]}
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.setitimer(signal.ITIMER_PROF, 0)
         except _SoftTimeout:
-            reply = {"status": "timeout", "detail": f"over {SOFT_TIMEOUT_S}s in math-verify"}
+            reply = {"status": "timeout", "detail": f"over {SOFT_TIMEOUT_S}s of CPU in math-verify"}
         except BaseException as e:  # noqa: BLE001 - the worker must answer every request
             reply = {"status": "error", "detail": f"{type(e).__name__}: {str(e)[:200]}"}
         out.write(json.dumps(reply).encode() + b"\n")
