@@ -7,8 +7,9 @@ For each suite (toy, logic, synlogic on tests/data rows, math) it scores ``--n``
 completions (empty, huge, random unicode, unclosed/nested/many ``<answer>`` and ``<think>`` tags,
 deeply nested braces and LaTeX, power towers, regex killers, Python payloads, near misses of the
 real answer) twice, and a set of real answers (correct and near-miss, well formatted). It checks
-that no call raises, that every call takes under ``--limit`` seconds and that the second pass
-gives the same verdict (reward, correct, extracted), and reports items/s for both sets.
+that no call raises, that every call takes under ``--limit`` seconds, that the second pass
+gives the same verdict (reward, correct, extracted) and that every real answer is judged right,
+and reports items/s for both sets (timing covers ``score`` only, not building the inputs).
 Exit status 1 if a check fails.
 """
 from __future__ import annotations
@@ -97,8 +98,10 @@ def adversarial(rng: random.Random, answer: str) -> str:
         return _wrap(rng, rng.choice(["9^{9^{9^{9}}}", "9**9**9**9", "10^{10^{100}}", "2^3^4^5^6", "99999999!",
                                       "(10!)!", "9" * 20_000, "1e999999", "10^{123456789}", "\\infty^{\\infty}"]))
     if kind == 9:  # regex killers
-        return _wrap(rng, rng.choice(["1" * 30_000 + "=", "1 +" * 10_000, "(" * 5000, "[" * 5000 + "]" * 4999,
-                                      "**" * 10_000, "a" * 50_000 + "!", ",\n" * 10_000, " " * 100_000]))
+        n = rng.choice([300, 3000, 9000])  # below and above the 20,000-character answer cap
+        return _wrap(rng, rng.choice(["1" * 3 * n + "=", "1 +" * n, "1+" * n + "=", "1=" * n, "(" * n,
+                                      "[" * n + "]" * (n - 1), "**" * n, "a" * 5 * n + "!", ",\n" * n,
+                                      " " * 10 * n, "yes, " * n, "```" * n, "[[1 2," * n, "{'A': [(1, 1)]," * n]))
     if kind == 10:  # code payloads where literals are parsed
         return _wrap(rng, rng.choice(PAYLOADS))
     if kind == 11:  # near miss: one character changed
@@ -122,33 +125,43 @@ def adversarial(rng: random.Random, answer: str) -> str:
 
 
 # -- suites under test -----------------------------------------------------------------------
+def near_miss(answer: str) -> str:
+    """A wrong answer in the right format: the first digit bumped, else the last word replaced."""
+    for i, c in enumerate(answer):
+        if c.isdigit():
+            return answer[:i] + str((int(c) + 1) % 10) + answer[i + 1:]
+    words = answer.split(" ")
+    return " ".join(words[:-1] + ["zzz"])
+
+
 def suite_and_items(name: str):
-    """A small instance of each suite and items with real (correct, near-miss) answers."""
+    """A small instance of each suite, its items, and real answers as (item, text, is_correct)."""
     if name == "toy":
         suite = build_suite({"suite": "toy", "sizes": {"train": 50, "rl": 0, "eval": 0}, "pretrain_size": 0})
         items = suite.items("train")
-        real = [(it, f"{it.prompt}A{it.answer}") for it in items] + [(it, f"A{int(it.answer) + 1}") for it in items]
+        real = [(it, f"{it.prompt}A{it.answer}", True) for it in items]
+        real += [(it, f"A{int(it.answer) + 1}", False) for it in items]
         return suite, items, real
     if name == "logic":
         suite = build_suite({"suite": "logic", "seed": 7, "sizes": {"train": 0, "rl": 0, "eval": 52}})
         items = suite.items("eval")
-        real = [(it, f"<think>...</think><answer>{it.answer}</answer>") for it in items]
-        real += [(it, f"<answer>{it.answer}x</answer>") for it in items]
+        real = [(it, f"<think>...</think><answer>{it.answer}</answer>", True) for it in items]
+        real += [(it, f"<answer>{near_miss(it.answer)}</answer>", False) for it in items]
         return suite, items, real
     if name == "synlogic":
         suite = build_suite({"suite": "synlogic", "path": str(DATA / "synlogic_rows.jsonl"),
                              "sizes": {"train": None, "rl": 0, "eval": 0}})
         items = suite.items("train")
         answers = json.loads((DATA / "synlogic_answers.json").read_text())
-        real = [(it, f"<think>...</think><answer>{answers[it.metadata['task']][k]}</answer>")
+        real = [(it, f"<think>...</think><answer>{answers[it.metadata['task']][k]}</answer>", k == "correct")
                 for it in items for k in ("correct", "near_miss")]
         return suite, items, real
     if name == "math":
         suite = build_suite({"suite": "math", "sizes": {"train": 0, "rl": 0, "eval": None},
                              "eval": [{"name": "builtin"}, {"name": "math500", "path": str(DATA / "math500_sample.jsonl")}]})
         items = suite.items("eval")
-        real = [(it, f"<think>...</think>The answer is $\\boxed{{{it.answer}}}$.") for it in items]
-        real += [(it, f"\\boxed{{{it.answer}+1}}") for it in items]
+        real = [(it, f"<think>...</think>The answer is $\\boxed{{{it.answer}}}$.", True) for it in items]
+        real += [(it, f"\\boxed{{{it.answer}+1}}", False) for it in items]
         return suite, items, real
     raise ValueError(name)
 
@@ -186,12 +199,12 @@ def run_suite(name: str, n: int, seed: int = 0, limit: float = 1.0) -> dict:
         except Exception as e:
             errors.append(f"{type(e).__name__}: {e}")
     t = time.perf_counter()
-    real_correct = sum(suite.score(it, text).correct for it, text in real)
+    real_ok = sum(suite.score(it, text).correct == want for it, text, want in real)
     t_real = time.perf_counter() - t
     return {"suite": name, "n": n, "errors": len(errors), "slow": len(slow), "unstable": unstable,
             "max_s": round(t_max, 3),
             "fuzz_items_per_s": round(n / t_all, 1), "real_n": len(real),
-            "real_items_per_s": round(len(real) / t_real, 1), "real_correct": real_correct,
+            "real_items_per_s": round(len(real) / t_real, 1), "real_ok": real_ok,
             "examples": errors[:3] + [str(s) for s in slow[:3]] + errors_unstable[:3]}
 
 
@@ -204,17 +217,17 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     Path(PAYLOAD_FILE).unlink(missing_ok=True)
     rows = [run_suite(s, args.n, args.seed, args.limit) for s in args.suites]
-    print("| suite | fuzz n | errors | calls > limit | max s | unstable | fuzz items/s | real n | real correct | real items/s |")
+    print("| suite | fuzz n | errors | calls > limit | max s | unstable | fuzz items/s | real n | real judged right | real items/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['suite']} | {r['n']} | {r['errors']} | {r['slow']} | {r['max_s']} | {r['unstable']} | {r['fuzz_items_per_s']} "
-              f"| {r['real_n']} | {r['real_correct']} | {r['real_items_per_s']} |")
+              f"| {r['real_n']} | {r['real_ok']} | {r['real_items_per_s']} |")
         for e in r["examples"]:
             print(f"  - {e}")
     pwned = Path(PAYLOAD_FILE).exists()
     if pwned:
         print(f"PAYLOAD EXECUTED: {PAYLOAD_FILE} exists")
-    bad = pwned or any(r["errors"] or r["slow"] or r["unstable"] for r in rows)
+    bad = pwned or any(r["errors"] or r["slow"] or r["unstable"] or r["real_ok"] != r["real_n"] for r in rows)
     return 1 if bad else 0
 
 

@@ -1,8 +1,11 @@
 """Command line: ``python -m pipeline COMMAND [hydra overrides]``.
 
-  run    build the DAG from the config, run what is not cached, print where the report is
-  plan   print the DAG with each node's state (cached / to run); runs nothing
-  ls     list objectives, task suites, engines, experiments and stages
+  run     build the DAG from the config, run what is not cached, print where the report is
+  plan    print the DAG with each node's state (cached / to run); runs nothing
+  status  every node's state (done / cached / running / failed / missing), time, key metrics
+  report  rebuild the report from the evals that exist under results/<experiment>/ (e.g.
+          after `run -m objective=a,b,c`: one report over all three)
+  ls      list objectives, task suites, engines, experiments and stages
 
 Everything after the command is Hydra's: ``+experiment=smoke``, ``objective=pear_token``,
 ``sft.lr=1e-4``, ``-m objective=sft,pear_token`` (multirun), ``--cfg job``...
@@ -11,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-COMMANDS = ("run", "plan", "ls")
+COMMANDS = ("run", "plan", "status", "report", "ls")
 
 
 def main() -> None:

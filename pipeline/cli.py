@@ -10,7 +10,7 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import dag as dag_mod
-from pipeline import runner
+from pipeline import preflight, results, runner, tracking
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -47,7 +47,22 @@ def build_dag(cfg: DictConfig, explicit: bool | None = None) -> dag_mod.Dag:
     cfg = cfg.copy()
     OmegaConf.set_struct(cfg, False)
     cfg.results_dir = str(Path(cfg.results_dir).expanduser().resolve())
-    return dag_mod.build(cfg, objective_configs(cfg, explicit))
+    dag = dag_mod.build(cfg, objective_configs(cfg, explicit))
+    t = cfg.get("tracking")
+    t = OmegaConf.to_container(t, resolve=True) if t is not None else {}
+    dag.tracking = tracking.settings(t, cfg.experiment_name, dag.root, _sweep())
+    return dag
+
+
+def _sweep() -> dict | None:
+    """``{"id", "job"}`` inside a Hydra multirun job (W&B tags its runs with the sweep)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+        return None
+    hc = HydraConfig.get()
+    return {"id": Path(hc.sweep.dir).name, "job": hc.job.num}
 
 
 def print_plan(dag: dag_mod.Dag, echo: Callable[[str], None] = print) -> dict[str, str]:
@@ -106,9 +121,13 @@ def do_run(cfg: DictConfig) -> int:
     print_plan(dag)
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
     check_gpus(dag, cluster)
+    preflight.check(cfg, dag)  # models exist, base and behavior share a vocabulary
+    results.record_run(dag, started)
     outcome = runner.run(dag, cluster, echo=lambda s: print(s, flush=True))
     report = link_report(dag)
     print(f"finished in {time.time() - started:.1f} s")
+    if (dag.tracking or {}).get("mode") == "offline" and tracking.sync_hint(dag.root):
+        print(tracking.sync_hint(dag.root))
     if outcome.failed:
         for nid in outcome.failed:
             print(f"FAILED stage {nid}; log: {dag.dir(nid).log}", file=sys.stderr)
@@ -123,7 +142,10 @@ def hydra_entry(command: str) -> Callable[[DictConfig], Any]:
         if command == "plan":
             print_plan(build_dag(cfg))
             return
-        code = do_run(cfg)
+        if command == "status":
+            results.print_status(build_dag(cfg))
+            return
+        code = results.do_report(cfg) if command == "report" else do_run(cfg)
         if code:
             raise SystemExit(code)
 

@@ -5,7 +5,11 @@
     bootstrap* ─> sample ─> verify ─> score ─┬─> sft[o] ─┬─> eval[sft:o]
                                               │           └─> rl[o] ─> eval[rl:o] ─┐
     base model ─────────────────────────────────> rl[direct] ─> eval[rl:direct] ───┼─> report
-    base, behavior models ──> eval[base], eval[behavior] ──────────────────────────┘
+    base, behavior models ──> eval[base], eval[behavior] ──────────────────────────┤
+    analysis[sft:o] (sft vs base), analysis[rl:o] (rl vs its start) ────────────────┘
+
+With ``seeds=[0, 1, 2]`` every branch from sft to eval is replicated per seed (ids ``sft[o@1]``
+...), sampling and scoring shared; the report aggregates over seeds.
 
 Each node carries exactly the slice of the config its stage reads (``cfg``); that slice, the
 stage version and the keys of the node's inputs make its cache key, so changing ``sft.lr`` changes
@@ -46,6 +50,7 @@ class Node:
 
 class Dag:
     def __init__(self, nodes: list[Node], experiment_root: Path) -> None:
+        self.tracking: dict[str, Any] | None = None  # runtime only (pipeline/tracking.py)
         self.nodes = {n.id: n for n in nodes}
         self.order = [n.id for n in nodes]  # built in topological order
         self.root = Path(experiment_root)
@@ -137,25 +142,41 @@ def build(cfg: Any, objectives: dict[str, dict]) -> Dag:
     evaluate("behavior", behavior)
     report_inputs: dict[str, Ref] = {"eval/base": Ref("eval[base]"),
                                      "eval/behavior": Ref("eval[behavior]")}
-    branches = {name: {"objective": name, "start": "sft"} for name in objectives}
-    branches["direct"] = {"objective": None, "start": "base"}
-    for name, ocfg in objectives.items():
-        topk = int((ocfg.get("data") or {}).get("topk", 0) or 0)
-        sft_id = f"sft[{name}]"
-        nodes.append(node(sft_id, "sft", {"sft": c["sft"], "objective": ocfg, "seed": seed},
-                          {"data": Ref(score_ids[topk]), "model": base}))
-        evaluate(f"sft:{name}", Ref(sft_id))
-        report_inputs[f"sft/{name}"] = Ref(sft_id)
-        report_inputs[f"eval/sft/{name}"] = Ref(f"eval[sft:{name}]")
-    for name, start in [*((o, Ref(f"sft[{o}]")) for o in objectives), ("direct", base)]:
-        rl_id = f"rl[{name}]"
-        nodes.append(node(rl_id, "rl", {"task": task, "rl": c["rl"], "seed": seed},
-                          {"model": start}))
-        evaluate(f"rl:{name}", Ref(rl_id))
-        report_inputs[f"eval/rl/{name}"] = Ref(f"eval[rl:{name}]")
+    acfg = {k: v for k, v in (c.get("analysis") or {}).items() if k != "enabled"}
+    analyse = bool((c.get("analysis") or {}).get("enabled", False))
+
+    def analysis(id_: str, model_ref: Ref, reference: Ref | str, key: str) -> None:
+        if analyse:  # Appendix A proxies of model_ref against its starting point
+            nodes.append(node(f"analysis[{id_}]", "analysis", {"analysis": acfg, "seed": seed},
+                              {"model": model_ref, "reference": reference,
+                               "calibration": Ref("verify")}))
+            report_inputs[f"analysis/{key}"] = Ref(f"analysis[{id_}]")
+
+    # seeds=[a, b, ...] replicates every SFT -> RL branch (sampling and scoring are shared);
+    # with one seed the node ids carry no seed suffix, so single-seed keys and ids never change
+    seeds = [int(s) for s in (c.get("seeds") or [seed])]
+    for s in seeds:
+        def tag(name: str, s: int = s) -> str:
+            return f"{name}@{s}" if len(seeds) > 1 else name
+
+        for name, ocfg in objectives.items():
+            topk = int((ocfg.get("data") or {}).get("topk", 0) or 0)
+            sft_id = f"sft[{tag(name)}]"
+            nodes.append(node(sft_id, "sft", {"sft": c["sft"], "objective": ocfg, "seed": s},
+                              {"data": Ref(score_ids[topk]), "model": base}))
+            evaluate(f"sft:{tag(name)}", Ref(sft_id))
+            analysis(f"sft:{tag(name)}", Ref(sft_id), base, f"sft/{name}/{s}")
+            report_inputs[f"sft/{name}/{s}"] = Ref(sft_id)
+            report_inputs[f"eval/sft/{name}/{s}"] = Ref(f"eval[sft:{tag(name)}]")
+        for name, start in [*((o, Ref(f"sft[{tag(o)}]")) for o in objectives), ("direct", base)]:
+            rl_id = f"rl[{tag(name)}]"
+            nodes.append(node(rl_id, "rl", {"task": task, "rl": c["rl"], "seed": s},
+                              {"model": start}))
+            evaluate(f"rl:{tag(name)}", Ref(rl_id))
+            analysis(f"rl:{tag(name)}", Ref(rl_id), start, f"rl/{name}/{s}")
+            report_inputs[f"eval/rl/{name}/{s}"] = Ref(f"eval[rl:{tag(name)}]")
     nodes.append(node("report", "report",
-                      {"report": c["report"], "experiment": c["experiment_name"],
-                       "branches": branches},
+                      {"report": c["report"], "experiment": c["experiment_name"]},
                       report_inputs))
     return Dag(nodes, Path(c["results_dir"]) / c["experiment_name"])
 

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from filelock import Timeout
 
+from pipeline import tracking
 from pipeline.cache import StageDir, read_manifest
 
 _LIBS = ("torch", "transformers", "trl", "tokenizers", "accelerate", "ray", "hydra-core",
@@ -41,6 +42,7 @@ class Spec:
     input_keys: dict[str, str]
     experiment_root: str
     num_cpus: int = 1
+    tracking: dict[str, Any] | None = None  # pipeline.tracking.settings(); None: no tracking
 
 
 def library_versions() -> dict[str, str]:
@@ -121,12 +123,15 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
             from stages import load
 
             _injected_fault(spec)
+            track = tracking.begin(spec)
             try:
                 metrics = load(spec.stage).run(spec.cfg, dict(spec.inputs), tmp, sd.work) or {}
             except BaseException:
                 log.write(traceback.format_exc())
                 shutil.rmtree(tmp, ignore_errors=True)
+                tracking.end(track, None, failed=True)
                 raise
+            tracking.end(track, metrics)
         seconds = time.time() - started
         sd.publish(tmp, {
             "stage": spec.stage, "node": spec.id, "key": spec.key, "config": spec.cfg,

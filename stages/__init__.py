@@ -21,7 +21,8 @@ VERSIONS: dict[str, int] = {
     "sft": 1,
     "eval": 1,
     "rl": 1,
-    "report": 1,
+    "analysis": 1,
+    "report": 2,
 }
 
 

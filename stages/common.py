@@ -202,3 +202,44 @@ def last_complete_checkpoint(trainer_dir: str | Path) -> str | None:
         except (OSError, ValueError):
             continue
     return None
+
+
+# --- Experiment tracking: the runner installs a tracker (pipeline/tracking.py, W&B) ------------
+# Stages never import wandb: they log through ``tracker()``, a no-op unless the runner set one.
+
+class NullTracker:
+    """The tracker interface, doing nothing."""
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        pass
+
+    def log_report(self, tables: dict[str, pd.DataFrame], charts: list[dict],
+                   images: dict[str, Path]) -> None:
+        """Tables, chart specs (``{"key", "kind": "line_series"|"scatter", ...}``) and PNGs."""
+
+
+_tracker: Any = NullTracker()
+
+
+def set_tracker(t: Any | None) -> None:
+    global _tracker
+    _tracker = t if t is not None else NullTracker()
+
+
+def tracker() -> Any:
+    return _tracker
+
+
+def tracking_callback(prefix: str):
+    """A transformers ``TrainerCallback`` streaming every Trainer log (loss, lr, reward, KL,
+    PEAR weight statistics...) to the tracker under ``<prefix>/``, at the global step."""
+    from transformers import TrainerCallback
+
+    class Track(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            scalars = {f"{prefix}/{k}": v for k, v in (logs or {}).items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            if scalars:
+                _tracker.log(scalars, step=int(state.global_step))
+
+    return Track()

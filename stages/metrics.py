@@ -1,4 +1,5 @@
-"""Sample-based metrics: unbiased pass@k, avg@n, maj@n (Chen et al. 2021; LIBRARIES.md)."""
+"""Sample-based metrics and the statistics the report rests on: unbiased pass@k, avg@n, maj@n
+(Chen et al. 2021; LIBRARIES.md), Kendall τ-b and Spearman ρ with ties, percentile bootstrap."""
 from __future__ import annotations
 
 from collections import Counter

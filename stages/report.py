@@ -38,11 +38,11 @@ PHASES = ("offline", "online")
 # analysis.json key -> report column, for the SFT-vs-base and the RL-vs-start comparisons
 ANALYSIS_SFT = {"forward_kl": "kl_to_base", "sparsity": "sparsity_vs_base", "nss": "nss_base_sft"}
 ANALYSIS_RL = {"forward_kl": "kl_rl", "sparsity": "sparsity_rl", "nss": "nss_sft_rl"}
-# proxy column -> (label, whether larger predicts better); the offline pass@k/maj columns are
-# added per run. post-RL quantities are shown but are not predictors.
-PROXIES = {"heldout_nll": ("held-out NLL", False), "kl_to_base": ("KL(base‖SFT)", None),
-           "sparsity_vs_base": ("update sparsity (SFT vs base)", None),
-           "nss_base_sft": ("NSS base↔SFT", None), "nss_sft_rl": ("NSS SFT↔RL (post-RL)", None)}
+# proxy column -> label; the offline pass@k and maj@n columns are added per run. NSS SFT↔RL is
+# measured after RL (paper Fig. 9d): shown for analysis, it cannot predict before RL runs.
+PROXIES = {"heldout_nll": "held-out NLL", "kl_to_base": "KL(base‖SFT)",
+           "sparsity_vs_base": "update sparsity SFT vs base", "nss_base_sft": "NSS base↔SFT",
+           "nss_sft_rl": "NSS SFT↔RL (post-RL)"}
 
 
 def _json(path: Path) -> dict:
@@ -72,8 +72,7 @@ def item_table(eval_dir: Path, ks: list[int]) -> pd.DataFrame:
     for k in ks:
         if k <= n.min():
             out[f"pass@{k}"] = pass_at_k_items(n.values, c.values, k)
-    out["maj"] = [float(maj_at_n(list(x["extracted"]), list(x["correct"]))) for _, x in g]
-    out.attrs["n"] = int(n.min())
+    out[f"maj@{n.min()}"] = [float(maj_at_n(list(x["extracted"]), list(x["correct"]))) for _, x in g]
     return out
 
 
@@ -101,22 +100,17 @@ def _mean_std(values: list[float | None]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else np.nan
 
 
-def _phase_columns(phase: str, agg: dict[str, float], n: int) -> dict[str, float]:
-    return {f"{phase}_{k.replace('maj', f'maj@{n}', 1) if k.startswith('maj') else k}": v
-            for k, v in agg.items()}
-
-
 def build_table(inputs: dict[str, str], cfg: dict) -> tuple[pd.DataFrame, dict]:
-    """One row per policy: the reference models, every objective, direct RL. Also returns
-    ``{"n", "ks", "large_k", "items": {(phase, policy): [item tables per seed]}}``."""
+    """One row per policy (the starting models, every objective, direct RL), and ``meta``:
+    ``n``, the ks computed, ``large_k``, ``items[(phase, policy)]`` = item tables per seed."""
     r = cfg["report"]
     parsed = parse_inputs(inputs)
     evals = {k: v for k, v in parsed.items() if k[0].startswith("eval") and
              (v / "samples.parquet").is_file()}
     if not evals:
         raise ValueError("no eval output with samples.parquet among the report's inputs")
-    n = min(pd.read_parquet(p / "samples.parquet", columns=["prompt_id"])
-            .groupby("prompt_id").size().min() for p in evals.values())
+    n = int(min(pd.read_parquet(p / "samples.parquet", columns=["prompt_id"])
+            .groupby("prompt_id").size().min() for p in evals.values()))
     large_k = min(int(r.get("large_k") or n), n)
     ks = sorted({int(k) for k in r["ks"] if int(k) <= n} | {large_k} |
                 {1 << i for i in range(n.bit_length()) if 1 << i <= n} | {n})
@@ -125,51 +119,55 @@ def build_table(inputs: dict[str, str], cfg: dict) -> tuple[pd.DataFrame, dict]:
         phase = "online" if kind == "eval/rl" else "offline"
         items[(phase, name)].append(item_table(path, ks))
 
-    rows = []
     names = sorted({name for (kind, name, _) in parsed if kind in ("eval/sft", "eval/rl", "sft")})
-    for name in ["base", "behavior", *names]:
-        if not any(items.get((phase, name)) for phase in PHASES):
-            continue
-        kind = {"base": "reference", "behavior": "reference", "direct": "direct-RL"}.get(
-            name, "objective")
-        seeds = sorted({s for (_, nm, s) in parsed if nm == name and s is not None})
-        row: dict = {"policy": name, "kind": kind, "seeds": len(seeds) or 1}
-        for phase in PHASES:
-            if items.get((phase, name)):
-                row.update(_phase_columns(phase, aggregate(items[(phase, name)], r), n))
-        sft = [_json(p / "manifest.json").get("metrics", {}) for (kd, nm, _), p in parsed.items()
-               if kd == "sft" and nm == name]
-        row["heldout_nll"], row["heldout_nll_std"] = _mean_std([m.get("heldout_nll") for m in sft])
-        for src_kind, prefix in (("analysis/sft", ANALYSIS_SFT), ("analysis/rl", ANALYSIS_RL)):
-            an = [_json(p / "analysis.json") for (kd, nm, _), p in parsed.items()
-                  if kd == src_kind and nm == name]
-            for src, dst in prefix.items():
-                row[dst], row[f"{dst}_std"] = _mean_std([a.get(src) for a in an])
-        rows.append(row)
-    df = pd.DataFrame(rows)
-    rank_ranks(df, r.get("rank_by", "pass@1"))
+    df = pd.DataFrame([policy_row(name, parsed, items, r) for name in ["base", "behavior", *names]
+                       if any(items.get((phase, name)) for phase in PHASES)])
+    by = r.get("rank_by", "pass@1")
+    for col in (f"offline_{by}", f"online_{by}"):  # e.g. no RL finished yet: keep the columns
+        if col not in df:
+            df[col] = np.nan
+    add_ranks(df, by)
     report_ks = [int(k) for k in r["ks"] if int(k) <= n]
     return df, {"n": n, "ks": ks, "report_ks": report_ks, "large_k": large_k, "items": items,
                 "item_count": len(next(iter(items.values()))[0])}
 
 
-def rank_ranks(df: pd.DataFrame, metric: str) -> None:
+def policy_row(name: str, parsed: dict, items: dict, r: dict) -> dict:
+    """Everything the report knows about one policy, aggregated over its seeds."""
+    kind = {"base": "reference", "behavior": "reference", "direct": "direct-RL"}.get(name, "objective")
+    seeds = {s for (_, nm, s) in parsed if nm == name and s is not None}
+    row: dict = {"policy": name, "kind": kind, "seeds": len(seeds) or 1}
+    for phase in PHASES:
+        if items.get((phase, name)):
+            row.update({f"{phase}_{k}": v for k, v in aggregate(items[(phase, name)], r).items()})
+
+    def outputs(kind_: str, file: str) -> list[dict]:
+        return [_json(p / file) for (kd, nm, _), p in parsed.items() if kd == kind_ and nm == name]
+
+    nll = [m.get("metrics", {}).get("heldout_nll") for m in outputs("sft", "manifest.json")]
+    row["heldout_nll"], row["heldout_nll_std"] = _mean_std(nll)
+    for kind_, columns in (("analysis/sft", ANALYSIS_SFT), ("analysis/rl", ANALYSIS_RL)):
+        found = outputs(kind_, "analysis.json")
+        for src, dst in columns.items():
+            row[dst], row[f"{dst}_std"] = _mean_std([a.get(src) for a in found])
+    return row
+
+
+def add_ranks(df: pd.DataFrame, metric: str) -> None:
     """Offline / online rank of each objective (1 = best, ties share the best rank) and the
     change offline − online (> 0: the objective ranks better after RL than before)."""
     obj = df["kind"] == "objective"
     for phase in PHASES:
-        col = f"{phase}_{metric}"
-        df[f"{phase}_rank"] = (df.loc[obj, col].rank(ascending=False, method="min")
-                               if col in df else np.nan)
+        df[f"{phase}_rank"] = df.loc[obj, f"{phase}_{metric}"].rank(ascending=False, method="min")
     df["rank_change"] = df["offline_rank"] - df["online_rank"]
 
 
-def proxy_columns(df: pd.DataFrame, meta: dict) -> dict[str, tuple[str, bool | None]]:
+def proxy_columns(df: pd.DataFrame, meta: dict) -> dict[str, str]:
     """Every offline quantity the report correlates with the online outcome."""
     n = meta["n"]
     keep = {1, meta["large_k"], *meta["report_ks"]}
-    cols = {f"offline_pass@{k}": (f"offline pass@{k}", True) for k in meta["ks"] if k in keep}
-    cols[f"offline_maj@{n}"] = (f"offline maj@{n}", True)
+    cols = {f"offline_pass@{k}": f"offline pass@{k}" for k in meta["ks"] if k in keep}
+    cols[f"offline_maj@{n}"] = f"offline maj@{n}"
     cols.update(PROXIES)
     return {c: v for c, v in cols.items() if c in df}
 
@@ -179,7 +177,7 @@ def correlations(df: pd.DataFrame, proxies: dict, target: str) -> pd.DataFrame:
     have both (pairwise complete); ``n`` = how many objectives the numbers rest on."""
     obj = df[df["kind"] == "objective"]
     rows = []
-    for col, (label, _) in proxies.items():
+    for col, label in proxies.items():
         both = obj[[col, target]].dropna() if target in obj else obj.iloc[:0]
         x, y = both[col].to_numpy(float), both[target].to_numpy(float)
         rows.append({"proxy": label, "column": col, "n": len(both),

@@ -58,7 +58,9 @@ def test_changing_sft_lr_reruns_sft_and_what_follows_only(tmp_path):
     b = keys(build_dag(compose_cfg("sft.lr=5e-4", results=tmp_path), explicit=False))
     changed = {n for n in a if a[n] != b[n]}
     assert changed == {"sft[sft]", "sft[pear_token]", "eval[sft:sft]", "eval[sft:pear_token]",
-                       "rl[sft]", "rl[pear_token]", "eval[rl:sft]", "eval[rl:pear_token]", "report"}
+                       "rl[sft]", "rl[pear_token]", "eval[rl:sft]", "eval[rl:pear_token]", "report",
+                       "analysis[sft:sft]", "analysis[sft:pear_token]", "analysis[rl:sft]",
+                       "analysis[rl:pear_token]"}
 
 
 def test_changing_rl_or_runtime_settings(tmp_path):
@@ -66,7 +68,8 @@ def test_changing_rl_or_runtime_settings(tmp_path):
     rl = keys(build_dag(compose_cfg("rl.steps=7", results=tmp_path), explicit=False))
     assert {n for n in a if a[n] != rl[n]} == {
         "rl[sft]", "rl[pear_token]", "rl[direct]", "eval[rl:sft]", "eval[rl:pear_token]",
-        "eval[rl:direct]", "report"}
+        "eval[rl:direct]", "report", "analysis[rl:sft]", "analysis[rl:pear_token]",
+        "analysis[rl:direct]"}
     runtime = keys(build_dag(compose_cfg("cluster=inline", "resources.default.num_cpus=2",
                                          results=tmp_path), explicit=False))
     assert runtime == a

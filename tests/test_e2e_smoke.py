@@ -46,7 +46,7 @@ def stage_dirs(results: Path, stage: str) -> list[Path]:
 def test_every_stage_has_a_manifest_and_the_report_is_printed(smoke):
     results, proc = smoke
     planned = re.findall(r"^  (\S+)\s+([0-9a-f]{16})\s+to run", proc.stdout, flags=re.M)
-    assert len(planned) == 17
+    assert len(planned) == 22  # 17 + analysis of 2 SFT, 2 RL and the direct-RL checkpoints
     for node, key in planned:
         stage = node.split("[")[0]
         manifest = results / "smoke" / stage / key / "manifest.json"
@@ -86,7 +86,7 @@ def test_second_run_hits_the_cache_for_every_stage(smoke):
     again = cli(results=results)
     assert again.returncode == 0, again.stderr[-2000:]
     assert lines(again, "started") == set()
-    assert len(lines(again, "cached")) == 17
+    assert len(lines(again, "cached")) == 22
     assert "report:" in again.stdout
 
 
@@ -96,7 +96,9 @@ def test_changing_sft_lr_plans_only_sft_and_downstream(smoke):
     assert proc.returncode == 0, proc.stderr[-2000:]
     todo = set(re.findall(r"^  (\S+)\s+[0-9a-f]{16}\s+to run", proc.stdout, flags=re.M))
     assert todo == {"sft[sft]", "sft[pear_token]", "eval[sft:sft]", "eval[sft:pear_token]",
-                    "rl[sft]", "rl[pear_token]", "eval[rl:sft]", "eval[rl:pear_token]", "report"}
+                    "rl[sft]", "rl[pear_token]", "eval[rl:sft]", "eval[rl:pear_token]", "report",
+                    "analysis[sft:sft]", "analysis[sft:pear_token]", "analysis[rl:sft]",
+                    "analysis[rl:pear_token]"}
 
 
 def test_multirun_jobs_reuse_the_shared_upstream_stages(smoke):

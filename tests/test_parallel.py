@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from functools import partial
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 import stages.common as common
 from conftest import TINY_TASK
@@ -92,40 +94,35 @@ def test_ray_map_refuses_a_worker_no_node_can_hold(ray_pool):
                                  gpus_per_worker=1))
 
 
-def _run_stage(stage, cfg: dict, inputs: dict, root: Path) -> Path:
+def _run_stage(stage, cfg: dict, inputs: dict, root: Path, done: list[Path] = ()) -> Path:
+    """Run a stage function; ``done``: shard files of a crashed run already in ``work/``."""
     out, work = root / "out", root / "work"
     out.mkdir(parents=True)
     work.mkdir()
+    for f in done:
+        shutil.copy(f, work / f.name)
     stage.run(cfg, inputs, out, work)
     return out
 
 
 def test_one_and_two_workers_write_the_same_rows(ray_pool, tiny_models, tmp_path):
-    """sample, score and eval with fixed seeds: 1 worker (in-process) == 2 Ray actors."""
-    from stages import eval as eval_stage
-    from stages import sample, score
-
+    """sample, score and eval with fixed seeds: 1 worker (in-process) == 2 Ray actors, also
+    when the 2-worker run resumes from some shards of an interrupted one."""
     model = tiny_models["behavior"]
     samp = {"n": 2, "temperature": 1.0, "top_p": 1.0, "max_new_tokens": 10, "shard_size": 4}
     ev = {"split": "eval", "n": 2, "ks": [1, 2], "temperature": 1.0, "top_p": 1.0,
           "max_new_tokens": 10, "shard_size": 4}
     tables = {}
-    for workers in (1, 2):
-        eng = {**ENGINE, "workers": workers, "cpus_per_worker": 1}
-        root = tmp_path / f"w{workers}"
-        s_out = _run_stage(sample, {"task": TINY_TASK, "sample": samp, "engine": eng, "seed": 3},
-                           {"model": model}, root / "sample")
-        # score reads verify's table; the sampled rows carry every column it needs
-        (root / "verified").mkdir()
-        os.replace(s_out / "responses.parquet", root / "verified" / "verified.parquet")
-        c_out = _run_stage(score, {"score": {"shard_size": 10, "topk": 2}, "engine": eng},
-                           {"data": str(root / "verified"), "model": model}, root / "score")
-        e_out = _run_stage(eval_stage, {"task": TINY_TASK, "eval": ev, "engine": eng, "seed": 3},
-                           {"model": model}, root / "eval")
-        tables[workers] = {"scored": pd.read_parquet(c_out / "scored.parquet"),
-                           "eval": pd.read_parquet(e_out / "samples.parquet")}
-        assert len(list((root / "score" / "work").glob("shard-*.parquet"))) == 4  # 32 rows / 10
-    for name in ("scored", "eval"):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each actor (cpus_per_worker=1): float sums depend on threads
+    try:
+        tables[1] = _three_stages(model, samp, ev, 1, tmp_path / "w1")
+        # the 2-worker run resumes a crashed one: shards 0 and 2 of 4 are already saved
+        done = [tmp_path / "w1" / "sample" / "work" / f"shard-{k:05d}.parquet" for k in (0, 2)]
+        tables[2] = _three_stages(model, samp, ev, 2, tmp_path / "w2", done)
+    finally:
+        torch.set_num_threads(threads)
+    for name in ("responses", "scored", "eval"):
         a, b = tables[1][name], tables[2][name]
         assert len(a) > 0 and list(a.columns) == list(b.columns)
         pd.testing.assert_frame_equal(a, b, check_exact=True)
@@ -133,6 +130,27 @@ def test_one_and_two_workers_write_the_same_rows(ray_pool, tiny_models, tmp_path
     assert list(scored["prompt_id"].drop_duplicates()) == [it.id for it in _train_items()]
     for lp, sp in zip(scored["behavior_logprobs"], scored["sample_logprobs"]):
         assert list(lp) == pytest.approx(list(sp), abs=1e-4)
+
+
+def _three_stages(model: str, samp: dict, ev: dict, workers: int, root: Path,
+                  done: list[Path] = ()) -> dict:
+    from stages import eval as eval_stage
+    from stages import sample, score
+
+    eng = {**ENGINE, "workers": workers, "cpus_per_worker": 1}
+    s_out = _run_stage(sample, {"task": TINY_TASK, "sample": samp, "engine": eng, "seed": 3},
+                       {"model": model}, root / "sample", done)
+    # score reads verify's table; the sampled rows carry every column it needs
+    (root / "verified").mkdir()
+    os.replace(s_out / "responses.parquet", root / "verified" / "verified.parquet")
+    c_out = _run_stage(score, {"score": {"shard_size": 10, "topk": 2}, "engine": eng},
+                       {"data": str(root / "verified"), "model": model}, root / "score")
+    e_out = _run_stage(eval_stage, {"task": TINY_TASK, "eval": ev, "engine": eng, "seed": 3},
+                       {"model": model}, root / "eval")
+    assert len(list((root / "score" / "work").glob("shard-*.parquet"))) == 4  # 32 rows / 10
+    return {"responses": pd.read_parquet(root / "verified" / "verified.parquet"),
+            "scored": pd.read_parquet(c_out / "scored.parquet"),
+            "eval": pd.read_parquet(e_out / "samples.parquet")}
 
 
 def _train_items():

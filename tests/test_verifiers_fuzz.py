@@ -23,6 +23,7 @@ def _check(report: dict) -> None:
     assert report["errors"] == 0, report["examples"]
     assert report["slow"] == 0, report["examples"]
     assert report["unstable"] == 0, report
+    assert report["real_ok"] == report["real_n"], report  # real answers: correct 1, near misses 0
     assert not os.path.exists(fuzz.PAYLOAD_FILE)
 
 

@@ -66,6 +66,14 @@ def test_format_failures(completion, reason):
     assert (v.reward, v.correct) == (0.0, False) and reason in v.reason, v
 
 
+def test_infinity_is_never_a_finite_answer():
+    """math-verify 0.9.0 sometimes calls \\infty^{\\infty} equal to 45 (sympy simplify); guarded."""
+    for gold in ["45", "\\frac{8}{21}", "9\\pi", "\\sqrt{2}", "0.75"] * 3:
+        for pred in ["\\infty^{\\infty}", "-\\infty^{\\infty}", "\\infty - \\infty"]:
+            assert not score_math(item(gold), f"\\boxed{{{pred}}}").correct
+    assert score_math(item("\\infty"), "\\boxed{\\infty}").correct
+
+
 def test_too_large_spares_ordinary_powers():
     assert not any(map(too_large, ["x^2+y^2", "e^{x^2}", "2^{2023}", "10^{-3}", "2^{10}\\cdot 3^{5}"]))
     assert all(map(too_large, ["9^{9^9}", "2^3^4", "9**9**9", "10^{123456}", "100000!", "(10!)!"]))

@@ -145,3 +145,12 @@ def test_task_filter_and_errors():
     with pytest.raises(FileNotFoundError):
         SynLogicSuite(path="/nonexistent/synlogic").items("train")
     assert not os.path.exists("/nonexistent/synlogic")
+
+
+def test_futoshiki_reads_givens_from_the_question_without_a_solution(items):
+    from verifiers.synlogic_checks import futoshiki
+
+    game = json.loads(items["futoshiki"].metadata["game_data_str"])
+    del game["answer"]
+    assert futoshiki(ANSWERS["futoshiki"]["correct"], game) == (True, "correct")
+    assert futoshiki(ANSWERS["futoshiki"]["near_miss"], game)[0] is False

@@ -115,7 +115,7 @@ class LogicSuite:
         out: list[Item] = []
         for index in range(start, start + n * MAX_TRIES_PER_ITEM + 10):
             if len(out) == n:
-                return out
+                break
             entry = rebuild_entry(game, config_json, seed, index)
             prompt = self.prompt_template.format(question=entry["question"])
             if prompt in self._taken:
@@ -127,6 +127,8 @@ class LogicSuite:
                 answer=str(entry["answer"]),
                 metadata={"game": game, "seed": seed, "index": index, "config": config_json},
             ))
+        if len(out) == n:
+            return out
         raise ValueError(f"logic/{game}: only {len(out)} distinct puzzles for {n} items; "
                          "widen its difficulty range or lower the split sizes")
 

@@ -14,7 +14,9 @@ Scoring: the last ``\\boxed{…}`` after any ``</think>``. Equal strings after l
 normalisation are correct without further work; otherwise math-verify decides, in a worker
 process with a hard time bound (``verifiers.mathbox``), so the verifier is safe in threads and
 Ray tasks. Answers whose evaluation would be astronomically large (power towers, huge
-exponents or factorials) are rejected up front.
+exponents or factorials) are rejected up front, and so are answers involving infinity when the
+gold answer does not: math-verify 0.9.0 (sympy's ``simplify``) judges ``\\infty^{\\infty}`` equal to
+finite numbers such as 45 or 8/21 in a random fraction of calls.
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ class MathSuite:
         warm: bool = True,
     ) -> None:
         self.seed = int(seed)
-        self.sizes = {"train": None, "rl": None, "eval": None, **dict(sizes or {})}
+        self.sizes = {"train": 8, "rl": 8, "eval": 8, **dict(sizes or {})}  # the builtin smoke set
         builtin = [{"name": "builtin"}]
         self.sources = {"train": list(train or builtin), "rl": list(rl or builtin), "eval": list(eval or builtin)}
         for split, sources in self.sources.items():
@@ -113,6 +115,9 @@ def score_math(item: Item, completion: str) -> Verdict:
         return Verdict(0.0, False, pred, f"boxed answer nested deeper than {MAX_NESTING} levels")
     if too_large(pred):
         return Verdict(0.0, False, pred, "answer too large to evaluate (power tower, huge exponent or factorial)")
+    if _INFINITY.search(pred) and not _INFINITY.search(item.answer):
+        # sympy's simplify makes math-verify call \infty^{\infty} equal to 45 or 8/21, at random
+        return Verdict(0.0, False, pred, "infinite answer for a finite gold answer")
     reply = mathbox().judge(item.answer, pred)
     status = reply.get("status")
     if status == "equal":
@@ -133,6 +138,9 @@ def normalize(answer: str) -> str:
     s = s.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("^{\\circ}", "").replace("^\\circ", "")
     s = _SPACING.sub("", s)
     return s.rstrip(".")
+
+
+_INFINITY = re.compile(r"\\infty|∞|\boo\b")
 
 
 def nesting_depth(text: str) -> int:

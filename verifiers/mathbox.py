@@ -29,6 +29,7 @@ from pathlib import Path
 SOFT_TIMEOUT_S = 0.5  # CPU seconds in the worker
 HARD_TIMEOUT_S = 0.9  # wall seconds in the caller
 START_TIMEOUT_S = 60.0
+WORKER_MEMORY_BYTES = 4 << 30
 WARMUP = [("1/2", "0.5"), ("x^2+2x+1", "(x+1)^2"), ("(3,\\infty)", "(3, \\infty)"), ("\\{1,2\\}", "\\{2,1\\}"),
           ("\\frac{\\sqrt2}{2}", "\\sqrt{2}/2"), ("x=2", "2"), ("\\sin^2 x+\\cos^2 x", "1"), ("e^{i\\pi}", "-1"),
           ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"), ("3x+2y", "2y+3x")]
@@ -86,6 +87,7 @@ class MathBox:
     """A small pool of math-verify workers. ``judge`` never raises."""
 
     def __init__(self, max_workers: int = 4) -> None:
+        self.pid = os.getpid()
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max_workers)
@@ -144,9 +146,8 @@ def mathbox() -> MathBox:
     """The process-wide pool (created lazily, also after a fork into a Ray worker)."""
     global _BOX
     with _BOX_LOCK:
-        if _BOX is None or getattr(_BOX, "_pid", None) != os.getpid():
+        if _BOX is None or _BOX.pid != os.getpid():
             _BOX = MathBox()
-            _BOX._pid = os.getpid()
             import atexit
 
             atexit.register(_BOX.close)
@@ -160,9 +161,14 @@ class _SoftTimeout(BaseException):
 
 def _worker_main() -> None:
     import logging
+    import resource
     import signal
 
     logging.disable(logging.WARNING)
+    try:  # an answer that slips past the guards may not eat the machine's memory either
+        resource.setrlimit(resource.RLIMIT_AS, (WORKER_MEMORY_BYTES, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
     from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
     config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]

@@ -13,7 +13,8 @@ pool; ``train`` then ``rl`` are drawn from what remains. A prompt appears in one
 A size of ``null`` takes all that remain.
 
 Scoring follows SynLogic's reward: the answer is the first ``<answer>…</answer>`` after the
-last ``</think>`` (SynLogic: after the first), then the task's checker.
+last ``</think>``, then the task's checker (SynLogic's ``reward_example`` takes the first
+``<answer>`` anywhere, its base verifier the first after the first ``</think>``).
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class SynLogicSuite:
         self.paths = _as_list(path)
         self.eval_paths = _as_list(eval_path)
         self.seed = int(seed)
-        self.sizes = {"train": None, "rl": None, "eval": 256, **dict(sizes or {})}
+        self.sizes = {"train": 2048, "rl": None, "eval": 512, **dict(sizes or {})}
         self.tasks = None if tasks is None else [task_name(t) for t in tasks]
         unknown = set(self.tasks or ()) - set(TASKS)
         if unknown:

@@ -185,15 +185,31 @@ def time_sequence(answer: str, game: dict) -> tuple[bool, str]:
     return _result(list(got) == want, "wrong duration or count")
 
 
-# an equation such as "123 + 456 - 7 = 572"; possessive/lookbehind keep the scan linear
-_EQUATION = re.compile(r"(?<!\d)\d++(?:\s*+[-+*]\s*+\d++)++\s*+=\s*+-?\d++")
+# an equation such as "123 + 456 - 7 = 572", found from its "=" backwards so the scan stays linear
+_LHS_CHARS = frozenset("0123456789+-* \t")
+_LHS = re.compile(r"\d++(?:[ \t]*+[-+*][ \t]*+\d++)++")
+_RHS = re.compile(r"[ \t]*+-?\d++")
+
+
+def last_equation(text: str) -> str | None:
+    """The last ``a op b … = c`` in ``text`` (whitespace removed), or None."""
+    pos = text.rfind("=")
+    while pos >= 0:
+        start = pos
+        while start > 0 and text[start - 1] in _LHS_CHARS:
+            start -= 1
+        lhs = text[start:pos].lstrip(" \t+-*").rstrip(" \t")
+        rhs = _RHS.match(text, pos + 1)
+        if rhs and _LHS.fullmatch(lhs):
+            return re.sub(r"\s+", "", lhs + "=" + rhs.group(0))
+        pos = text.rfind("=", 0, pos)
+    return None
 
 
 def cryptarithm(answer: str, game: dict) -> tuple[bool, str]:
-    found = _EQUATION.findall(answer)
-    if not found:
+    got = last_equation(answer)
+    if got is None:
         return False, "no numeric equation"
-    got = re.sub(r"\s+", "", found[-1])
     return _result(got == re.sub(r"\s+", "", str(game["answer"])), "wrong equation")
 
 
@@ -234,17 +250,34 @@ def _futoshiki_rows(answer: str, n: int) -> list[list[int]]:
     return rows
 
 
+def _futoshiki_givens(game: dict, n: int) -> list[list[int | None]]:
+    """The prefilled values: from the generator's solution grid, else from the question's grid."""
+    solution = game.get("answer")
+    if isinstance(solution, str):
+        try:
+            solution = json.loads(solution)
+        except ValueError:
+            solution = None
+    if isinstance(solution, list) and len(solution) == n:
+        return solution
+    lines = str(game.get("question", "")).splitlines()
+    for i, line in enumerate(lines):  # the grid follows "Current puzzle:" / "当前题目："
+        if "Current puzzle" in line or "当前题目" in line:
+            rows = [ln.split() for ln in lines[i + 1:i + 1 + n]]
+            if len(rows) == n and all(len(r) == n for r in rows):
+                return [[int(x) if x.isdigit() else None for x in r] for r in rows]
+    raise ValueError("cannot read the prefilled numbers of this futoshiki row")
+
+
 def futoshiki(answer: str, game: dict) -> tuple[bool, str]:
     meta = _meta(game)
     n = int(meta["grid_size"])
     grid = _futoshiki_rows(answer, n)
     if not latin_square(grid, n):
         return False, "a row or column is not 1..n"
-    solution = game.get("answer")
-    if isinstance(solution, str):
-        solution = json.loads(solution)
+    givens = _futoshiki_givens(game, n)
     for r, c in meta.get("prefilled_coords", []):
-        if grid[r][c] != solution[r][c]:
+        if grid[r][c] != givens[r][c]:
             return False, "changes a prefilled number"
     for (r1, c1), (r2, c2), sign in meta.get("constraints", []):
         a, b = grid[r1][c1], grid[r2][c2]

@@ -23,7 +23,13 @@ def _hf(model: str, cfg: Mapping[str, Any]) -> Engine:
     return HFEngine(model, cfg)
 
 
-ENGINES: dict[str, Callable[[str, Mapping[str, Any]], Engine]] = {"hf": _hf}
+def _vllm(model: str, cfg: Mapping[str, Any]) -> Engine:
+    from stages.engines.vllm import VLLMEngine  # GPU only; not executed on our CPU machines
+
+    return VLLMEngine(model, cfg)
+
+
+ENGINES: dict[str, Callable[[str, Mapping[str, Any]], Engine]] = {"hf": _hf, "vllm": _vllm}
 
 
 def make_engine(model: str, cfg: Mapping[str, Any]) -> Engine:

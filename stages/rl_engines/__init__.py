@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-ENGINES: dict[str, str] = {"trl": "stages.rl_engines.trl"}
+ENGINES: dict[str, str] = {"trl": "stages.rl_engines.trl", "verl": "stages.rl_engines.verl"}
 
 
 def load(name: str) -> ModuleType:

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 
 from stages.common import (device, last_complete_checkpoint, load_tokenizer, progress,
-                           seed_everything, write_table)
+                           seed_everything, tracking_callback, write_table)
 from stages.sample import prompt_strings
 from verifiers import build_suite
 
@@ -77,7 +77,7 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
         lr_scheduler_type="constant", warmup_steps=0)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_function(suite, {it.id: it for it in items}),
                           args=args, train_dataset=data, processing_class=tok,
-                          callbacks=[_progress_callback(int(r["steps"]))])
+                          callbacks=[_progress_callback(int(r["steps"])), tracking_callback("rl")])
     last = last_complete_checkpoint(args.output_dir)
     trainer.train(resume_from_checkpoint=last)
 

@@ -1,0 +1,27 @@
+"""Short fault injection (CI): SIGKILL the smoke study twice at random moments, then finish it.
+
+The full version is `python benchmarks/fault_injection.py --kills 10` (see its docstring).
+"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("fault_injection", ROOT / "benchmarks" / "fault_injection.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_killed_runs_resume_to_the_same_report(tmp_path):
+    fi = load_script()
+    summary = fi.main(["--kills", "2", "--seed", "3", "--workdir", str(tmp_path),
+                       "rl.steps=3", "eval.n=4", "eval.ks=[1,4]", "report.ks=[1,4]"])
+    assert summary["final_rc"] == 0, summary.get("final_output_tail")
+    assert summary["corrupt_artifacts"] == 0
+    assert summary["max_metric_difference"] == 0.0
+    assert len(summary["kills"]) == 2
