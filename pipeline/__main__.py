@@ -35,7 +35,10 @@ def main() -> None:
 
     from pipeline.cli import CONF_DIR, hydra_entry
 
-    sys.argv = [f"pipeline {command}", *rest]
+    # Hydra's argparse takes its overrides as one positional run: a -m after some overrides
+    # (`run +experiment=smoke -m objective=a,b`) would leave the rest unparsed
+    switches = [a for a in rest if a in ("-m", "--multirun")]
+    sys.argv = [f"pipeline {command}", *switches, *(a for a in rest if a not in switches)]
     hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
         hydra_entry(command))()
 

@@ -48,6 +48,19 @@ class Node:
         return sorted({r.node for r in self.inputs.values() if isinstance(r, Ref)})
 
 
+# Engine settings that change where work runs, never its result (shards are seeded per shard and
+# merged in order; tests/test_parallel.py checks 1 and 2 workers give identical rows).
+RUNTIME_ENGINE_KEYS = ("workers", "gpus_per_worker", "cpus_per_worker")
+
+
+def keyed(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a node's config slice that goes into its cache key."""
+    eng = cfg.get("engine")
+    if isinstance(eng, dict):
+        cfg = {**cfg, "engine": {k: v for k, v in eng.items() if k not in RUNTIME_ENGINE_KEYS}}
+    return cfg
+
+
 class Dag:
     def __init__(self, nodes: list[Node], experiment_root: Path) -> None:
         self.tracking: dict[str, Any] | None = None  # runtime only (pipeline/tracking.py)
@@ -61,7 +74,7 @@ class Dag:
                     input_keys[name] = f"{self.nodes[ref.node].key}/{ref.sub}"
                 else:
                     input_keys[name] = f"external:{ref}"
-            node.key = stage_key(node.stage, VERSIONS[node.stage], node.cfg, input_keys)
+            node.key = stage_key(node.stage, VERSIONS[node.stage], keyed(node.cfg), input_keys)
 
     def dir(self, node_id: str) -> StageDir:
         n = self.nodes[node_id]

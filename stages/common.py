@@ -117,6 +117,7 @@ def write_shard(df: pd.DataFrame, path: Path) -> None:
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
 
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

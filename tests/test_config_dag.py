@@ -71,7 +71,9 @@ def test_changing_rl_or_runtime_settings(tmp_path):
         "eval[rl:direct]", "report", "analysis[rl:sft]", "analysis[rl:pear_token]",
         "analysis[rl:direct]"}
     runtime = keys(build_dag(compose_cfg("cluster=inline", "resources.default.num_cpus=2",
-                                         results=tmp_path), explicit=False))
+                                         "sampler.workers=4", "sampler.gpus_per_worker=2",
+                                         "sampler.cpus_per_worker=3", results=tmp_path),
+                             explicit=False))
     assert runtime == a
 
 
