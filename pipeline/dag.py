@@ -122,6 +122,9 @@ def build(cfg: Any, objectives: dict[str, dict]) -> Dag:
         return Node(id_, stage, cfg_, inputs, r)
 
     task, seed, engine = c["task"], c["seed"], c["sampler"]
+    # transfer studies (paper §4.4): offline data from `task`, RL prompts and every eval from
+    # `online_task`; unset, both are `task` and no key changes
+    online = c.get("online_task") or task
     nodes: list[Node] = []
     model = c["model"]
     if model.get("bootstrap"):
@@ -148,7 +151,7 @@ def build(cfg: Any, objectives: dict[str, dict]) -> Dag:
 
     def evaluate(id_: str, model_ref: Ref | str) -> None:
         nodes.append(node(f"eval[{id_}]", "eval",
-                          {"task": task, "eval": c["eval"], "engine": engine, "seed": seed},
+                          {"task": online, "eval": c["eval"], "engine": engine, "seed": seed},
                           {"model": model_ref}))
 
     evaluate("base", base)
@@ -183,7 +186,7 @@ def build(cfg: Any, objectives: dict[str, dict]) -> Dag:
             report_inputs[f"eval/sft/{name}/{s}"] = Ref(f"eval[sft:{tag(name)}]")
         for name, start in [*((o, Ref(f"sft[{tag(o)}]")) for o in objectives), ("direct", base)]:
             rl_id = f"rl[{tag(name)}]"
-            nodes.append(node(rl_id, "rl", {"task": task, "rl": c["rl"], "seed": s},
+            nodes.append(node(rl_id, "rl", {"task": online, "rl": c["rl"], "seed": s},
                               {"model": start}))
             evaluate(f"rl:{tag(name)}", Ref(rl_id))
             analysis(f"rl:{tag(name)}", Ref(rl_id), start, f"rl/{name}/{s}")

@@ -67,8 +67,6 @@ def test_experiment_rl_settings_pass_verls_validation(name, tmp_path):
     assert cfg.trainer.n_gpus_per_node * cfg.trainer.nnodes >= cfg.actor_rollout_ref.rollout.tensor_model_parallel_size
 
 
-@pytest.mark.xfail(reason="pipeline/dag.py does not read `online_task` yet (change requested)",
-                   strict=False)
 def test_transfer_experiment_trains_rl_and_evaluates_on_the_online_task(tmp_path):
     dag = build_dag(experiment("transfer_synlogic_to_logic", tmp_path), explicit=False)
     assert dag.nodes["sample"].cfg["task"]["suite"] == "synlogic"
