@@ -25,3 +25,15 @@ def test_describe_lists_every_suite_and_its_games():
             "cryptarithm", "countdown", "puzzle24", "word_sorting", "mini_sudoku"} <= set(described["logic"])
     assert {"boolean_expressions", "sudoku", "skyscraper_puzzle", "star_placement_puzzle"} <= set(described["synlogic"])
     assert {"math500", "aime2024", "aime2025", "amc2023", "minerva", "olympiadbench"} <= set(described["math"])
+
+
+def test_chat_option_wraps_plain_prompts_and_keeps_scoring():
+    from verifiers import build_suite
+
+    cfg = {"suite": "toy", "seed": 0, "sizes": {"train": 3, "rl": 3, "eval": 3}, "pretrain_size": 5}
+    plain, chat = build_suite(cfg), build_suite({**cfg, "chat": True, "system": "Be brief."})
+    for a, b in zip(plain.items("eval"), chat.items("eval")):
+        assert b.prompt == [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": a.prompt}]
+        assert chat.score(b, f"A{a.answer}") == plain.score(a, f"A{a.answer}")
+    assert len(chat.pretrain_items()) == 5
