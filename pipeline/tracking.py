@@ -25,6 +25,7 @@ import math
 import os
 import re
 import struct
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,8 @@ def _records(path: Path):
         if kind == 0 and n == 0:  # zero padding to the end of the block
             pos += left - 7
             continue
+        if pos + n > len(data):  # the writer is mid-record
+            return
         chunk, pos = data[pos:pos + n], pos + n
         if kind == 1:
             yield chunk
@@ -264,14 +267,26 @@ def _items(updates, into: dict | None = None) -> dict[str, Any]:
     return out
 
 
-def read_offline_run(run_dir: Path) -> dict[str, Any]:
-    """``{"run": {group, job_type, name, id}, "config", "history": [rows], "summary"}`` of an
-    offline run directory (``.../wandb/offline-run-*``); ``files`` is its files/ directory."""
+def read_offline_run(run_dir: Path, wait: float = 10.0) -> dict[str, Any]:
+    """``{"run": {group, job_type, name, id}, "config", "history": [rows], "summary", "exited"}``
+    of an offline run directory (``.../wandb/offline-run-*``); ``files`` is its files/ folder.
+
+    ``run.finish()`` returns before wandb's service has written everything: a run whose exit
+    record is not there yet is read again for up to ``wait`` seconds.
+    """
+    deadline = time.time() + wait
+    while True:
+        out = _read_run(Path(run_dir))
+        if out["exited"] or time.time() > deadline:
+            return out
+        time.sleep(0.1)
+
+
+def _read_run(run_dir: Path) -> dict[str, Any]:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    run_dir = Path(run_dir)
     out: dict[str, Any] = {"run": {}, "config": {}, "history": [], "summary": {},
-                           "files": run_dir / "files"}
+                           "files": run_dir / "files", "exited": False}
     for raw in _records(next(run_dir.glob("run-*.wandb"))):
         r = pb.Record()
         r.ParseFromString(raw)
@@ -287,4 +302,6 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
             out["history"].append(_items(r.history.item))
         elif kind == "summary":
             _items(r.summary.update, into=out["summary"])
+        elif kind == "exit":
+            out["exited"] = True
     return out
