@@ -118,6 +118,24 @@ def write_shard(df: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def trainer_progress(desc: str, total: int):
+    """A ``TrainerCallback`` that draws a ``progress`` bar of optimizer steps (resume-aware)."""
+    from transformers import TrainerCallback
+
+    class Bar(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kw):
+            self.bar = progress(total=total, desc=desc, unit="step")
+            self.bar.update(state.global_step)
+
+        def on_step_end(self, args, state, control, **kw):
+            self.bar.update(1)
+
+        def on_train_end(self, args, state, control, **kw):
+            self.bar.close()
+
+    return Bar()
+
+
 def seed_everything(seed: int) -> None:
     import numpy as np
     import torch

@@ -14,8 +14,6 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
-
 from stages.common import load_tokenizer, worker_options, write_json, write_table
 from stages.engines import make_engine
 from stages.metrics import summarize

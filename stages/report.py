@@ -248,7 +248,7 @@ def markdown(df: pd.DataFrame, corr: pd.DataFrame, meta: dict, cfg: dict) -> str
                   _rank(row["rank_change"])])
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", f"## Which offline number predicts online {by}?", "",
-              f"Rank correlation over the objectives (n = how many); NaN where n < 2 or a "
+              "Rank correlation over the objectives (n = how many); NaN where n < 2 or a "
               "column is constant. Lower held-out NLL is expected to predict better RL "
               "(negative correlation).", "",
               "| proxy | Kendall τ | Spearman ρ | n |", "|---|---|---|---|"]

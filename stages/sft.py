@@ -36,8 +36,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from stages.common import (device, last_complete_checkpoint, load_tokenizer, progress, read_table,
-                           seed_everything, tracking_callback, write_table)
+from stages.common import (device, last_complete_checkpoint, load_tokenizer, read_table,
+                           seed_everything, tracking_callback, trainer_progress, write_table)
 from stages.objectives import TokenBatch, get_objective, reduce_loss, token_logprobs
 
 
@@ -245,23 +245,6 @@ def make_trainer_class():
     return ObjectiveTrainer
 
 
-def _progress_callback(total: int):
-    from transformers import TrainerCallback
-
-    class Bar(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            self.bar = progress(total=total, desc="sft", unit="step")
-            self.bar.update(state.global_step)
-
-        def on_step_end(self, args, state, control, **kw):
-            self.bar.update(1)
-
-        def on_train_end(self, args, state, control, **kw):
-            self.bar.close()
-
-    return Bar()
-
-
 @torch.no_grad()
 def mean_nll(model, examples: list[dict], collate: Collator, batch_size: int, dev: str) -> float | None:
     if not examples:
@@ -355,7 +338,7 @@ def fit(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     dataset = train + [{**train[0], "pad": True}] if world > 1 else train
     trainer = make_trainer_class()(model=model, args=args, train_dataset=dataset,
                                    data_collator=collate,
-                                   callbacks=[_progress_callback(steps), tracking_callback("sft")])
+                                   callbacks=[trainer_progress("sft", steps), tracking_callback("sft")])
     trainer.setup_objective(objective, params, ref)
     if world > 1 or s.get("group_by_length"):
         trainer.epoch_sampler = EpochSampler(

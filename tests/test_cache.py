@@ -111,7 +111,7 @@ def test_a_lock_left_by_a_killed_process_is_recovered(tmp_path):
 def test_parallel_processes_compute_a_stage_once(tmp_path):
     spec = verify_spec(tmp_path)
     sd = StageDir(Path(spec.experiment_root), "verify", spec.key)
-    code = textwrap.dedent(f"""
+    code = textwrap.dedent("""
         import json, sys
         from pipeline.execute import Spec, execute
         spec = Spec(**json.loads(sys.argv[1]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from pipeline import tracking
 from pipeline.execute import Spec

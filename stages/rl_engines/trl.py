@@ -16,8 +16,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from stages.common import (device, last_complete_checkpoint, load_tokenizer, progress,
-                           seed_everything, tracking_callback, write_table)
+from stages.common import (device, last_complete_checkpoint, load_tokenizer, seed_everything,
+                           tracking_callback, trainer_progress, write_table)
 from stages.sample import prompt_strings
 from verifiers import build_suite
 
@@ -33,23 +33,6 @@ def reward_function(suite, items: dict):
         return out
 
     return verifier_reward
-
-
-def _progress_callback(total: int):
-    from transformers import TrainerCallback
-
-    class Bar(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            self.bar = progress(total=total, desc="rl", unit="step")
-            self.bar.update(state.global_step)
-
-        def on_step_end(self, args, state, control, **kw):
-            self.bar.update(1)
-
-        def on_train_end(self, args, state, control, **kw):
-            self.bar.close()
-
-    return Bar()
 
 
 def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
@@ -77,7 +60,7 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
         lr_scheduler_type="constant", warmup_steps=0)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_function(suite, {it.id: it for it in items}),
                           args=args, train_dataset=data, processing_class=tok,
-                          callbacks=[_progress_callback(int(r["steps"])), tracking_callback("rl")])
+                          callbacks=[trainer_progress("rl", int(r["steps"])), tracking_callback("rl")])
     last = last_complete_checkpoint(args.output_dir)
     trainer.train(resume_from_checkpoint=last)
 
