@@ -88,9 +88,18 @@ def check_writable(root: Path) -> None:
         raise SystemExit(f"results directory {root} is not writable: {e}") from None
 
 
+def gpus_needed(node: dag_mod.Node) -> float:
+    """GPUs a node needs on one machine: its Ray task's, or verl's workers' for rl=verl."""
+    need = float(node.resources.get("num_gpus", 0) or 0)
+    rl = node.cfg.get("rl") or {}
+    if node.stage == "rl" and rl.get("engine") == "verl":
+        need = max(need, float(rl.get("n_gpus_per_node", 1)))
+    return need
+
+
 def check_gpus(dag: dag_mod.Dag, cluster: dict) -> None:
-    need = max((float(n.resources.get("num_gpus", 0)) for n in dag.nodes.values()
-                if not dag.dir(n.id).complete()), default=0.0)
+    need = max((gpus_needed(n) for n in dag.nodes.values() if not dag.dir(n.id).complete()),
+               default=0.0)
     if need <= 0 or cluster.get("kind") == "ray":
         return  # a remote cluster's GPUs are checked by Ray's scheduler
     import torch

@@ -112,6 +112,7 @@ def _run_inline(dag: Dag, todo: list[str], out: Outcome, echo) -> None:
 def _ray_task(spec: Spec, bars: bool) -> dict:
     """Body of a stage's Ray task: progress bars go to the driver through ray's tqdm, and
     ``parallel_map`` runs shards on Ray actors (``sampler.workers``, pipeline/parallel.py)."""
+    import ray
     from ray.experimental import tqdm_ray
 
     import stages.common as common
@@ -119,6 +120,8 @@ def _ray_task(spec: Spec, bars: bool) -> dict:
 
     common.set_progress_factory(tqdm_ray.tqdm if bars else common.no_progress)
     common.set_parallel_map(ray_map)
+    # a stage that starts Ray work of its own (verl's main_ppo) joins this cluster, not a new one
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
     return execute(spec, passthrough=lambda s: tqdm_ray.RAY_TQDM_MAGIC in s)
 
 

@@ -193,3 +193,17 @@ def test_unknown_objective_parameter_fails_its_stage_naming_it(tiny_models, tmp_
     fn = get_objective("pear_token").fn
     with pytest.raises(TypeError, match="bogus"):
         fn(None, bogus=1)
+
+
+def test_verl_rl_counts_the_gpus_of_verls_own_workers(tmp_path):
+    from pipeline.cli import gpus_needed
+
+    node = Node("rl[sft]", "rl", {"rl": {"engine": "verl", "n_gpus_per_node": 8}}, {},
+                {"num_gpus": 0})
+    assert gpus_needed(node) == 8
+    dag = Dag([node], tmp_path)
+    import torch
+
+    if torch.cuda.device_count() < 8:
+        with pytest.raises(SystemExit, match="asks for 8 GPU"):
+            check_gpus(dag, {"kind": "local"})
