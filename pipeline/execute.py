@@ -45,6 +45,21 @@ class Spec:
     tracking: dict[str, Any] | None = None  # pipeline.tracking.settings(); None: no tracking
 
 
+def seeds_of(cfg: Any, prefix: str = "") -> dict[str, int]:
+    """Every seed in a config slice (``seed``, ``task.seed``, ...). Stages derive all randomness
+    from these: model init and data order from ``seed``, sampling shard k from
+    (``seed``, k), task items from ``task.seed``."""
+    out: dict[str, int] = {}
+    if isinstance(cfg, dict):
+        for k, v in cfg.items():
+            path = f"{prefix}{k}"
+            if k.endswith("seed") and isinstance(v, int):
+                out[path] = v
+            else:
+                out.update(seeds_of(v, f"{path}."))
+    return out
+
+
 def library_versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for lib in _LIBS:
@@ -137,7 +152,7 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
             "stage": spec.stage, "node": spec.id, "key": spec.key, "config": spec.cfg,
             "inputs": spec.inputs, "input_keys": spec.input_keys, "metrics": metrics,
             "timings": {"started": started, "seconds": seconds},
-            "versions": library_versions(), "host": platform.node(), "pid": os.getpid(),
+            "versions": library_versions(), "seeds": seeds_of(spec.cfg), "host": platform.node(), "pid": os.getpid(),
         })
         return {"status": "done", "seconds": seconds, "metrics": metrics}
     finally:

@@ -51,6 +51,7 @@ def test_execute_publishes_whole_dirs_with_the_manifest_last(tmp_path):
     manifest = json.loads((sd.final / "manifest.json").read_text())
     assert manifest["key"] == spec.key and manifest["config"] == spec.cfg
     assert "torch" in manifest["versions"] and manifest["timings"]["seconds"] >= 0
+    assert manifest["seeds"] == {"task.seed": 0}
     assert (sd.final / "verified.parquet").is_file()
     assert not list(sd.root.glob(".tmp-*")) and not sd.work.exists()
     assert "=== verify" in sd.log.read_text()
