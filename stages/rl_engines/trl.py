@@ -11,6 +11,7 @@ Outputs an HF model dir and ``curves.parquet`` (reward, KL, loss per step). Chec
 """
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pandas as pd
@@ -35,6 +36,24 @@ def reward_function(suite, items: dict):
     return verifier_reward
 
 
+def prompt_order(rows: list[dict], total: int, seed: int) -> list[dict]:
+    """The whole run's prompts in order: seeded permutations of the rl split, one per pass.
+
+    TRL's sampler reshuffles each epoch from a generator whose state a resumed run does not
+    restore, so a run resumed after an epoch boundary would see other prompts than an
+    uninterrupted one. Laying out every step's prompts up front (and not shuffling in TRL) makes
+    the data order a pure function of the seed: the Trainer resumes by skipping consumed batches.
+    """
+    if not rows:
+        raise ValueError("the task's rl split has no prompts")
+    order: list[dict] = []
+    for epoch in range(-(-total // len(rows))):
+        perm = rows[:]
+        random.Random(seed * 1_000_003 + epoch).shuffle(perm)
+        order.extend(perm)
+    return order[:total]
+
+
 def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
@@ -47,8 +66,8 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     tok = load_tokenizer(inputs["model"])
     model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32)
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    data = Dataset.from_list([{"prompt": p, "item_id": it.id}
-                              for it, p in zip(items, prompt_strings(items, tok))])
+    rows = [{"prompt": p, "item_id": it.id} for it, p in zip(items, prompt_strings(items, tok))]
+    data = Dataset.from_list(prompt_order(rows, int(r["steps"]) * int(r["prompts_per_step"]), seed))
     G, dev = int(r["num_generations"]), device(r.get("device", "auto"))
     args = GRPOConfig(
         output_dir=str(Path(work) / "trainer"), learning_rate=float(r["lr"]), beta=float(r["beta"]),
@@ -57,7 +76,7 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
         max_steps=int(r["steps"]), logging_steps=1, save_steps=int(r["save_steps"]),
         save_total_limit=2, report_to=[], seed=seed, data_seed=seed, use_cpu=dev == "cpu",
         bf16=dev.startswith("cuda"), loss_type=r.get("loss_type", "grpo"), disable_tqdm=True,
-        lr_scheduler_type="constant", warmup_steps=0)
+        lr_scheduler_type="constant", warmup_steps=0, shuffle_dataset=False)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_function(suite, {it.id: it for it in items}),
                           args=args, train_dataset=data, processing_class=tok,
                           callbacks=[trainer_progress("rl", int(r["steps"])), tracking_callback("rl")])
