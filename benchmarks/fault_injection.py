@@ -5,7 +5,8 @@
 
 1. A reference run of ``+experiment=smoke`` completes uninterrupted in its own results dir.
 2. ``--rounds`` times, in a fresh second results dir: ``--kills-per-round`` times, a stage that
-   is not complete yet is picked at random, the study is started, and a random time into that
+   is not complete yet is picked at random (a stage kind first, so sampling, scoring, SFT and
+   RL are hit as often as the many eval nodes), the study is started, and a random time into that
    stage (uniform over its duration in the reference run) the whole process group gets SIGKILL:
    kills land mid-bootstrap, mid-sampling, mid-SFT, mid-RL, while an artifact is published.
    After every kill the script checks that every stage directory that looks complete (has
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> dict:
             todo = [n for n in nodes if not (dut_dir / n["path"] / "manifest.json").is_file()]
             if not todo:
                 break
-            target = rng.choice(todo)
+            kind = rng.choice(sorted({n["node"].split("[")[0] for n in todo}))  # every stage kind
+            target = rng.choice([n for n in todo if n["node"].split("[")[0] == kind])
             delay = rng.uniform(0.0, target["seconds"])
             kills.append({"round": r, "kill": j, "target": target["node"],
                           **kill_once(dut_dir, args, target["node"], delay)})

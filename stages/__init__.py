@@ -20,7 +20,7 @@ VERSIONS: dict[str, int] = {
     "score": 1,
     "sft": 1,
     "eval": 1,
-    "rl": 1,
+    "rl": 2,  # 2: GRPO prompt order laid out up front (deterministic resume)
     "analysis": 1,
     "report": 2,
 }
