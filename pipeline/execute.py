@@ -17,7 +17,7 @@ import shutil
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -180,6 +180,3 @@ def _set_threads(n: int) -> None:
     except ImportError:
         pass
 
-
-def spec_dict(spec: Spec) -> dict[str, Any]:
-    return asdict(spec)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import sys
@@ -193,9 +192,6 @@ def load_model(path: str, dev: str, dt=None):
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dt)
     return model.to(dev).eval()
 
-
-def finite_or_none(x: float) -> float | None:
-    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
 
 
 def last_complete_checkpoint(trainer_dir: str | Path) -> str | None:
