@@ -19,7 +19,7 @@ VERSIONS: dict[str, int] = {
     "verify": 1,
     "score": 1,
     "sft": 1,
-    "eval": 1,
+    "eval": 2,  # 2: maj@n votes only among answers, grouped by suite.same_answer; answer_group
     "rl": 2,  # 2: GRPO prompt order laid out up front (deterministic resume)
     "analysis": 1,
     "report": 2,

@@ -5,6 +5,11 @@ task verifier and writes ``samples.parquet`` (every sample with its verdict) and
 ``metrics.json``. The eval split never shares a prompt with the train or rl split (the suites
 guarantee it; this stage checks it again and fails if they overlap).
 
+maj@n votes only among extracted answers, grouped by the suite's ``same_answer`` (math-verify
+equivalence for math, normalised strings for games, integers for the toy task);
+``samples.parquet``'s ``answer_group`` holds each sample's group for the report: the position,
+among its prompt's samples, of the first one with an equal answer; -1 where none was extracted.
+
 Items are sampled in shards of ``eval.shard_size`` prompts (default: one shard of all items),
 each seeded by its index and saved under ``work/`` (a re-run resumes), and the shards run on
 ``sampler.workers`` engines at once; the rows never depend on the worker count.
@@ -16,7 +21,7 @@ from pathlib import Path
 
 from stages.common import load_tokenizer, worker_options, write_json, write_table
 from stages.engines import make_engine
-from stages.metrics import summarize
+from stages.metrics import answer_groups, summarize
 from stages.sample import generate_rows, prompt_strings
 from verifiers import build_suite
 from verifiers.base import prompt_text
@@ -49,10 +54,13 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     df["correct"] = [v.correct for v in verdicts]
     df["extracted"] = [v.extracted for v in verdicts]
     df["reason"] = [v.reason for v in verdicts]
+    # maj@n votes: per prompt, the group of each sample's answer by the task's own equality
+    df["answer_group"] = df.groupby("prompt_id", sort=False)["extracted"].transform(
+        lambda x: answer_groups(list(x), suite.same_answer)).astype("int64")
     write_table(df.drop(columns=["prompt_ids", "sample_logprobs"]), out, "samples.parquet")
     groups = [(list(g["extracted"]), list(g["correct"]))
               for _, g in df.groupby("prompt_id", sort=False)]
-    metrics = summarize(groups, [int(k) for k in e["ks"]])
+    metrics = summarize(groups, [int(k) for k in e["ks"]], suite.same_answer)
     metrics["mean_response_tokens"] = float(df["response_ids"].map(len).mean())
     write_json(metrics, Path(out) / "metrics.json")
     return metrics

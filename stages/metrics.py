@@ -1,9 +1,11 @@
-"""Sample-based metrics and the statistics the report rests on: unbiased pass@k, avg@n, maj@n
-(Chen et al. 2021; LIBRARIES.md), Kendall τ-b and Spearman ρ with ties, percentile bootstrap."""
+"""Sample-based metrics and the statistics the report rests on: unbiased pass@k (Chen et al.
+2021), avg@n, maj@n (majority voting among extracted answers, grouped by the task's equality),
+Kendall τ-b and Spearman ρ with ties, percentile bootstrap."""
 from __future__ import annotations
 
+import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -20,23 +22,67 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def maj_at_n(extracted: Sequence[str | None], correct: Sequence[bool]) -> bool:
-    """Whether the most common extracted answer is a correct one.
+def has_answer(e: object) -> bool:
+    """Whether ``e`` is an extracted answer: not None, not NaN / ``pd.NA`` (what a pandas column
+    holds for a missing answer after parquet or groupby), not blank."""
+    if e is None or (isinstance(e, float) and math.isnan(e)) or type(e).__name__ == "NAType":
+        return False
+    return bool(str(e).strip())
 
-    Responses without an extracted answer do not vote. Ties between answers are broken by the
-    answer that appears first among the samples (deterministic, independent of correctness).
-    No vote at all counts as wrong.
+
+def answer_groups(extracted: Sequence[object],
+                  same: Callable[[str, str], bool] | None = None) -> list[int]:
+    """Group one item's answers by the task's equality: ``out[i]`` is the index of the first
+    sample whose answer ``same``-equals sample ``i``'s (``same`` defaults to ``==`` on the
+    stripped strings), -1 where sample ``i`` has no answer (``has_answer``).
+
+    Each answer is compared with the first member of every group so far (a greedy clustering:
+    equivalence such as math-verify's need not be transitive); distinct strings are compared
+    once each, so the cost is (distinct answers) × (groups) calls of ``same``.
     """
-    votes = Counter(e for e in extracted if e is not None)
+    same = same or (lambda a, b: a == b)
+    heads: list[tuple[int, str]] = []  # (first sample index, its answer) per group
+    by_text: dict[str, int] = {}
+    out = []
+    for i, e in enumerate(extracted):
+        if not has_answer(e):
+            out.append(-1)
+            continue
+        text = str(e).strip()
+        if text not in by_text:
+            by_text[text] = next((h for h, a in heads if a == text or same(a, text)), i)
+            if by_text[text] == i:
+                heads.append((i, text))
+        out.append(by_text[text])
+    return out
+
+
+def maj_at_n(extracted: Sequence[object], correct: Sequence[bool],
+             same: Callable[[str, str], bool] | None = None,
+             groups: Sequence[int] | None = None) -> bool:
+    """Whether the most common answer is a correct one (majority voting, maj@n).
+
+    Only samples with an extracted answer vote; answers vote together when the task deems them
+    equal (``same``, e.g. ``suite.same_answer``; or precomputed ``groups`` from
+    ``answer_groups``, -1 = no answer). Ties between groups go to the group seen first
+    (deterministic, independent of correctness). The winning group is correct when any of its
+    samples was judged correct (its members are equal answers). No vote at all counts as wrong.
+    """
+    if len(extracted) != len(correct):
+        raise ValueError(f"maj@n: {len(extracted)} answers for {len(correct)} verdicts")
+    g = list(groups) if groups is not None else answer_groups(extracted, same)
+    votes = Counter(x for x in g if x >= 0)
     if not votes:
         return False
     best = max(votes.values())
-    winner = next(e for e in extracted if e is not None and votes[e] == best)
-    return any(ok for e, ok in zip(extracted, correct) if e == winner)
+    winner = next(x for x in g if x >= 0 and votes[x] == best)
+    return any(bool(ok) for x, ok in zip(g, correct) if x == winner)
 
 
-def summarize(groups: Sequence[tuple[Sequence[str | None], Sequence[bool]]], ks: Sequence[int]) -> dict:
-    """Mean pass@k over items (k <= n), avg@n (mean per-sample accuracy) and maj@n."""
+def summarize(groups: Sequence[tuple[Sequence[object], Sequence[bool]]], ks: Sequence[int],
+              same: Callable[[str, str], bool] | None = None) -> dict:
+    """Mean pass@k over items (k <= n), avg@n (mean per-sample accuracy) and maj@n (answers
+    grouped by ``same``; see ``maj_at_n``)."""
     if not groups:
         raise ValueError("no eval items")
     n = len(groups[0][1])
@@ -45,7 +91,7 @@ def summarize(groups: Sequence[tuple[Sequence[str | None], Sequence[bool]]], ks:
         if k <= n:
             out[f"pass@{k}"] = float(np.mean([pass_at_k(len(c), sum(c), k) for _, c in groups]))
     out[f"avg@{n}"] = float(np.mean([np.mean(c) for _, c in groups]))
-    out[f"maj@{n}"] = float(np.mean([maj_at_n(e, c) for e, c in groups]))
+    out[f"maj@{n}"] = float(np.mean([maj_at_n(e, c, same) for e, c in groups]))
     out["n"] = n
     out["items"] = len(groups)
     return out

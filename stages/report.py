@@ -28,11 +28,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from stages import report_plots
+from stages import report_answer, report_plots, report_stats
 from stages.common import tracker, write_json
 from stages.metrics import (bootstrap_ci, kendall_tau, maj_at_n, pass_at_k_items,
                             spearman_rho)
+from verifiers.base import normalized_answer
 
 PHASES = ("offline", "online")
 # analysis.json key -> report column, for the SFT-vs-base and the RL-vs-start comparisons
@@ -63,17 +65,29 @@ def parse_inputs(inputs: dict[str, str]) -> dict[tuple[str, str, int | None], Pa
 
 
 def item_table(eval_dir: Path, ks: list[int]) -> pd.DataFrame:
-    """Per eval item: pass@k for every k <= n and maj@n (as 0/1), indexed by prompt_id."""
-    df = pd.read_parquet(eval_dir / "samples.parquet", columns=["prompt_id", "correct", "extracted"])
-    df["extracted"] = df["extracted"].astype(object).where(df["extracted"].notna(), None)
+    """Per eval item: pass@k for every k <= n and maj@n (as 0/1), indexed by prompt_id.
+
+    maj@n votes with the eval's ``answer_group`` (answers grouped by the task's equality); an
+    eval written before that column existed votes with normalised answer strings. Samples
+    without an extracted answer never vote."""
+    path = eval_dir / "samples.parquet"
+    cols = ["prompt_id", "correct", "extracted"]
+    grouped = "answer_group" in pq.read_schema(path).names
+    df = pd.read_parquet(path, columns=cols + ["answer_group"] * grouped)
     g = df.groupby("prompt_id", sort=True)
     n, c = g["correct"].size(), g["correct"].sum()
     out = pd.DataFrame(index=n.index)
     for k in ks:
         if k <= n.min():
             out[f"pass@{k}"] = pass_at_k_items(n.values, c.values, k)
-    out[f"maj@{n.min()}"] = [float(maj_at_n(list(x["extracted"]), list(x["correct"]))) for _, x in g]
+    out[f"maj@{n.min()}"] = [float(maj_at_n(
+        list(x["extracted"]), list(x["correct"]), normalized_equal,
+        list(x["answer_group"]) if grouped else None)) for _, x in g]
     return out
+
+
+def normalized_equal(a: str, b: str) -> bool:
+    return normalized_answer(a) == normalized_answer(b)
 
 
 def aggregate(tables: list[pd.DataFrame], cfg: dict, seed: int = 0) -> dict[str, float]:
@@ -115,12 +129,17 @@ def build_table(inputs: dict[str, str], cfg: dict) -> tuple[pd.DataFrame, dict]:
     ks = sorted({int(k) for k in r["ks"] if int(k) <= n} | {large_k} |
                 {1 << i for i in range(n.bit_length()) if 1 << i <= n} | {n})
     items: dict[tuple[str, str], list[pd.DataFrame]] = defaultdict(list)
+    by_seed: dict[tuple[str, str, int], pd.DataFrame] = {}
     for (kind, name, seed), path in sorted(evals.items(), key=lambda kv: str(kv[0])):
         phase = "online" if kind == "eval/rl" else "offline"
         items[(phase, name)].append(item_table(path, ks))
+        if seed is not None:
+            by_seed[(phase, name, seed)] = items[(phase, name)][-1]
 
     names = sorted({name for (kind, name, _) in parsed if kind in ("eval/sft", "eval/rl", "sft")})
-    df = pd.DataFrame([policy_row(name, parsed, items, r) for name in ["base", "behavior", *names]
+    per_seed = seed_values(parsed)
+    df = pd.DataFrame([policy_row(name, parsed, items, per_seed, r)
+                       for name in ["base", "behavior", *names]
                        if any(items.get((phase, name)) for phase in PHASES)])
     by = r.get("rank_by", "pass@1")
     for col in (f"offline_{by}", f"online_{by}"):  # e.g. no RL finished yet: keep the columns
@@ -129,10 +148,27 @@ def build_table(inputs: dict[str, str], cfg: dict) -> tuple[pd.DataFrame, dict]:
     add_ranks(df, by)
     report_ks = [int(k) for k in r["ks"] if int(k) <= n]
     return df, {"n": n, "ks": ks, "report_ks": report_ks, "large_k": large_k, "items": items,
-                "item_count": len(next(iter(items.values()))[0])}
+                "item_count": len(next(iter(items.values()))[0]), "by_seed": by_seed,
+                "seed_values": per_seed}
 
 
-def policy_row(name: str, parsed: dict, items: dict, r: dict) -> dict:
+def seed_values(parsed: dict) -> dict[str, dict[tuple[str, int], float | None]]:
+    """``{column: {(policy, seed): value}}`` of the per-seed quantities: held-out NLL (sft
+    manifest) and the Appendix A proxies (analysis outputs)."""
+    out: dict[str, dict] = {c: {} for c in ("heldout_nll", *ANALYSIS_SFT.values(),
+                                            *ANALYSIS_RL.values())}
+    for (kind, name, seed), path in parsed.items():
+        if kind == "sft":
+            nll = _json(path / "manifest.json").get("metrics", {}).get("heldout_nll")
+            out["heldout_nll"][(name, seed)] = nll
+        columns = {"analysis/sft": ANALYSIS_SFT, "analysis/rl": ANALYSIS_RL}.get(kind, {})
+        found = _json(path / "analysis.json") if columns else {}
+        for src, dst in columns.items():
+            out[dst][(name, seed)] = found.get(src)
+    return out
+
+
+def policy_row(name: str, parsed: dict, items: dict, per_seed: dict, r: dict) -> dict:
     """Everything the report knows about one policy, aggregated over its seeds."""
     kind = {"base": "reference", "behavior": "reference", "direct": "direct-RL"}.get(name, "objective")
     seeds = {s for (_, nm, s) in parsed if nm == name and s is not None}
@@ -140,16 +176,8 @@ def policy_row(name: str, parsed: dict, items: dict, r: dict) -> dict:
     for phase in PHASES:
         if items.get((phase, name)):
             row.update({f"{phase}_{k}": v for k, v in aggregate(items[(phase, name)], r).items()})
-
-    def outputs(kind_: str, file: str) -> list[dict]:
-        return [_json(p / file) for (kd, nm, _), p in parsed.items() if kd == kind_ and nm == name]
-
-    nll = [m.get("metrics", {}).get("heldout_nll") for m in outputs("sft", "manifest.json")]
-    row["heldout_nll"], row["heldout_nll_std"] = _mean_std(nll)
-    for kind_, columns in (("analysis/sft", ANALYSIS_SFT), ("analysis/rl", ANALYSIS_RL)):
-        found = outputs(kind_, "analysis.json")
-        for src, dst in columns.items():
-            row[dst], row[f"{dst}_std"] = _mean_std([a.get(src) for a in found])
+    for col, values in per_seed.items():
+        row[col], row[f"{col}_std"] = _mean_std([v for (nm, _), v in values.items() if nm == name])
     return row
 
 
@@ -182,8 +210,22 @@ def correlations(df: pd.DataFrame, proxies: dict, target: str) -> pd.DataFrame:
         x, y = both[col].to_numpy(float), both[target].to_numpy(float)
         rows.append({"proxy": label, "column": col, "n": len(both),
                      "kendall_tau": kendall_tau(x, y) if len(both) >= 2 else np.nan,
-                     "spearman_rho": spearman_rho(x, y) if len(both) >= 2 else np.nan})
-    return pd.DataFrame(rows, columns=["proxy", "column", "n", "kendall_tau", "spearman_rho"])
+                     "spearman_rho": spearman_rho(x, y) if len(both) >= 2 else np.nan,
+                     "judgeable": len(both) >= report_stats.MIN_OBJECTIVES})
+    return pd.DataFrame(rows, columns=["proxy", "column", "n", "kendall_tau", "spearman_rho",
+                                       "judgeable"])
+
+
+def uncertainty(df: pd.DataFrame, meta: dict, proxies: dict, cfg: dict) -> report_stats.Uncertainty:
+    """The paired bootstrap over eval items and seeds behind every interval of the answer."""
+    r = cfg["report"]
+    by = r.get("rank_by", "pass@1")
+    objectives = list(df.loc[df["kind"] == "objective", "policy"])
+    study = report_stats.build_study(
+        meta["by_seed"], objectives, by, [c for c in proxies if c.startswith("offline_")],
+        {c: meta["seed_values"][c] for c in proxies if c in meta["seed_values"]})
+    return report_stats.analyse(study, df.set_index("policy"), by, int(r.get("bootstrap", 1000)),
+                                float(r.get("ci", 0.95)))
 
 
 def pass_at_k_curves(meta: dict) -> pd.DataFrame:
@@ -223,7 +265,24 @@ def _rank(v) -> str:
     return "" if pd.isna(v) else (f"{int(v):+d}" if v else "0")
 
 
-def markdown(df: pd.DataFrame, corr: pd.DataFrame, meta: dict, cfg: dict) -> str:
+def _change(row: pd.Series) -> str:
+    """Rank change and whether it is significant (``report_stats.rank_change_verdicts``)."""
+    text, verdict = _rank(row["rank_change"]), row.get("rank_change_significance")
+    if not text or text == "0" or not isinstance(verdict, str) or verdict == "no flip":
+        return text
+    return f"{text} ({verdict})"
+
+
+def _corr_cell(c: pd.Series, stat: str, lo: str, hi: str) -> str:
+    if c["n"] < 2 or pd.isna(c[stat]):
+        return "NaN"
+    if not c["judgeable"]:
+        return "too few to judge"
+    ci = f" [{c[lo]:+.2f}, {c[hi]:+.2f}]" if pd.notna(c.get(lo)) else ""
+    return f"{c[stat]:+.2f}{ci}"
+
+
+def main_table(df: pd.DataFrame, meta: dict, cfg: dict) -> list[str]:
     r, n, lk = cfg["report"], meta["n"], meta["large_k"]
     ks = meta["report_ks"]
     off = [f"pass@{k}" for k in ks] + ([f"pass@{lk}"] if lk not in ks else []) + [f"maj@{n}"]
@@ -233,80 +292,82 @@ def markdown(df: pd.DataFrame, corr: pd.DataFrame, meta: dict, cfg: dict) -> str
     seeds = int(df["seeds"].max())
     head = (["policy"] + [f"offline {m}" for m in off] + ["held-out NLL"] +
             [f"online {m}" for m in on] + ["offline rank", "online rank", "change"])
-    lines = [f"# Offline vs online: {cfg['experiment']}", "",
+    lines = ["## Offline vs online", "",
              f"Offline = after SFT, online = after identical RL from that checkpoint; `direct` is RL "
              f"from the base model, `base`/`behavior` are the starting models. Pass rates in %, "
              f"{'mean ± std over ' + str(seeds) + ' seeds, ' if seeds > 1 else ''}"
              f"[{level}% bootstrap interval over {meta['item_count']} eval "
-             f"items]; n = {n} samples per item. Ranks by {by} over the objectives (1 = best); "
-             "change = offline rank − online rank (> 0: better after RL).", "",
+             f"items]; n = {n} samples per item; maj@{n} votes among extracted answers only. "
+             f"Ranks by {by} over the objectives (1 = best); change = offline rank − online rank "
+             "(> 0: better after RL), with whether the flips behind it are significant (see "
+             "Answer).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, row in df.iterrows():
         cells = ([row["policy"]] + [_pct(row, f"offline_{m}", m == by) for m in off] +
                  [_num(row, "heldout_nll")] + [_pct(row, f"online_{m}", m == by) for m in on] +
                  [_rank(row["offline_rank"]).lstrip("+"), _rank(row["online_rank"]).lstrip("+"),
-                  _rank(row["rank_change"])])
+                  _change(row)])
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", f"## Which offline number predicts online {by}?", "",
-              "Rank correlation over the objectives (n = how many); NaN where n < 2 or a "
-              "column is constant. Lower held-out NLL is expected to predict better RL "
-              "(negative correlation).", "",
-              "| proxy | Kendall τ | Spearman ρ | n |", "|---|---|---|---|"]
+    return lines + [""]
+
+
+def correlation_table(corr: pd.DataFrame, by: str, level: int) -> list[str]:
+    lines = [f"## Which offline number predicts online {by}?", "",
+             f"Rank correlation over the objectives (n = how many) with its {level}% paired "
+             f"bootstrap interval; \"too few to judge\" under {report_stats.MIN_OBJECTIVES} "
+             "objectives, NaN where n < 2 or a column is constant. Lower held-out NLL is "
+             "expected to predict better RL (negative correlation).", "",
+             "| proxy | Kendall τ | Spearman ρ | n |", "|---|---|---|---|"]
     for _, c in corr.iterrows():
-        lines.append(f"| {c['proxy']} | {c['kendall_tau']:.2f} | {c['spearman_rho']:.2f} | {c['n']} |")
-    lines += ["", "## RL-readiness proxies (PEAR Appendix A)", "",
-              "KL on a calibration set of verified behavior responses; sparsity = fraction of "
-              "linear-layer entries that moved less than ε; NSS = normalized spectrum shift.", "",
-              "| policy | KL(base‖SFT) | sparsity SFT vs base | NSS base↔SFT | KL(start‖RL) | "
-              "sparsity RL vs start | NSS start↔RL |", "|---|---|---|---|---|---|---|"]
+        lines.append(f"| {c['proxy']} | {_corr_cell(c, 'kendall_tau', 'tau_lo', 'tau_hi')} | "
+                     f"{_corr_cell(c, 'spearman_rho', 'rho_lo', 'rho_hi')} | {c['n']} |")
+    return lines + [""]
+
+
+def proxy_table(df: pd.DataFrame) -> list[str]:
+    lines = ["## RL-readiness proxies (PEAR Appendix A)", "",
+             "KL on a calibration set of verified behavior responses; sparsity = fraction of "
+             "linear-layer entries that moved less than ε; NSS = normalized spectrum shift.", "",
+             "| policy | KL(base‖SFT) | sparsity SFT vs base | NSS base↔SFT | KL(start‖RL) | "
+             "sparsity RL vs start | NSS start↔RL |", "|---|---|---|---|---|---|---|"]
     for _, row in df[df["kind"] != "reference"].iterrows():
         cells = [_num(row, c) for c in ("kl_to_base", "sparsity_vs_base", "nss_base_sft",
                                         "kl_rl", "sparsity_rl", "nss_sft_rl")]
         lines.append(f"| {row['policy']} | " + " | ".join(cells) + " |")
-    lines += ["", "![offline vs online](offline_online.png)", "",
+    return lines + [""]
+
+
+def markdown(df: pd.DataFrame, corr: pd.DataFrame, meta: dict, cfg: dict,
+             answer: list[str]) -> str:
+    """report.md: the answer first, then the tables it rests on, then the plots."""
+    by = cfg["report"].get("rank_by", "pass@1")
+    level = int(round(100 * float(cfg["report"].get("ci", 0.95))))
+    lines = [f"# Offline vs online: {cfg['experiment']}", "", *answer,
+             *main_table(df, meta, cfg), *correlation_table(corr, by, level), *proxy_table(df)]
+    lines += ["![offline vs online](offline_online.png)", "",
               "![proxies vs online](proxies.png)", "", "![pass@k](pass_at_k.png)", ""]
     return "\n".join(lines)
-
-
-# --- W&B charts (built by the tracker from these specs) --------------------------------------
-
-def chart_specs(df: pd.DataFrame, corr: pd.DataFrame, curves: pd.DataFrame, by: str) -> list[dict]:
-    obj = df[df["kind"] == "objective"].dropna(subset=[f"offline_{by}", f"online_{by}"]
-                                               if f"online_{by}" in df else [f"offline_{by}"])
-    specs = []
-    if f"online_{by}" in obj and len(obj):
-        specs.append({"key": f"slope/{by}", "kind": "line_series", "xs": [0, 1],
-                      "ys": [[r[f"offline_{by}"], r[f"online_{by}"]] for _, r in obj.iterrows()],
-                      "keys": list(obj["policy"]), "title": f"{by}: after SFT (0) → after RL (1)",
-                      "xname": "0 = offline, 1 = online"})
-    for _, c in corr[corr["n"] >= 1].iterrows():
-        specs.append({"key": f"proxy/{c['column']}", "kind": "scatter", "table": "offline_online",
-                      "x": c["column"], "y": f"online_{by}",
-                      "title": f"{c['proxy']} vs online {by} (τ={c['kendall_tau']:.2f})"})
-    for phase in PHASES:
-        sub = curves[curves["phase"] == phase]
-        if len(sub):
-            ks = sorted(sub["k"].unique())
-            piv = sub.pivot(index="policy", columns="k", values="pass@k")
-            specs.append({"key": f"pass_at_k/{phase}", "kind": "line_series", "xs": ks,
-                          "ys": [list(piv.loc[p, ks]) for p in piv.index], "keys": list(piv.index),
-                          "title": f"{phase} pass@k", "xname": "k"})
-    return specs
 
 
 def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     out = Path(out)
     by = cfg["report"].get("rank_by", "pass@1")
     df, meta = build_table(inputs, cfg)
-    corr = correlations(df, proxy_columns(df, meta), f"online_{by}")
+    proxies = proxy_columns(df, meta)
+    unc = uncertainty(df, meta, proxies, cfg)
+    df, corr = report_stats.attach(df, correlations(df, proxies, f"online_{by}"), unc)
+    facts = report_answer.facts(df, corr, unc, by)
     curves = pass_at_k_curves(meta)
     df.to_csv(out / "results.csv", index=False)
     corr.to_csv(out / "correlations.csv", index=False)
+    unc.differences.to_csv(out / "differences.csv", index=False)
     curves.to_csv(out / "pass_at_k.csv", index=False)
-    (out / "report.md").write_text(markdown(df, corr, meta, cfg))
+    (out / "report.md").write_text(markdown(df, corr, meta, cfg,
+                                            report_answer.section(facts, df, unc, by)))
     images = report_plots.plot_all(df, corr, curves, meta, by, out)
-    tracker().log_report({"offline_online": df, "correlations": corr, "pass_at_k": curves},
-                         chart_specs(df, corr, curves, by), images)
+    tracker().log_report({"offline_online": df, "correlations": corr, "pass_at_k": curves,
+                          "differences": unc.differences},
+                         report_plots.chart_specs(df, corr, curves, by), images)
     rows = df.astype(object).where(pd.notna(df), None).to_dict(orient="records")
     write_json(rows, out / "results.json")
     obj = df[df["kind"] == "objective"]
@@ -314,7 +375,8 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
                           if f"{p}_{by}" in obj and obj[f"{p}_{by}"].notna().any() else None)
             for p in PHASES}
     return {"objectives": len(obj), "seeds": int(df["seeds"].max()), **best,
-            "correlations": {c["column"]: {"kendall_tau": c["kendall_tau"], "spearman_rho":
-                                           c["spearman_rho"], "n": int(c["n"])}
+            "correlations": {c["column"]: {k: c[k] for k in ("kendall_tau", "tau_lo", "tau_hi",
+                                                              "spearman_rho", "rho_lo", "rho_hi")}
+                             | {"n": int(c["n"]), "judgeable": bool(c["judgeable"])}
                              for _, c in corr.iterrows()},
-            "rows": rows}
+            "answer": facts, "rows": rows}

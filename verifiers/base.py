@@ -1,6 +1,7 @@
 """The task-suite protocol every verifier follows (see DESIGN.md, "Tasks and verifiers").
 
-A suite hands out items for a split and scores completions. The same ``score`` is the SFT
+A suite hands out items for a split, scores completions and says when two extracted answers
+are the same answer (``same_answer``, the task's own equality: maj@n votes with it). The same ``score`` is the SFT
 filter (verify stage), the RL reward (TRL and verl) and the eval judge, so it must never
 raise and must return in bounded time whatever the completion is.
 
@@ -11,6 +12,8 @@ Splits:
 """
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -45,10 +48,24 @@ class Suite(Protocol):
 
     def score(self, item: Item, completion: str) -> Verdict: ...
 
+    def same_answer(self, a: str, b: str) -> bool: ...
+
 
 def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
+
+
+_SPACES = re.compile(r"\s+")
+_SPACE_AT_PUNCT = re.compile(r"\s*([^\w\s])\s*")
+
+
+def normalized_answer(answer: str) -> str:
+    """An answer string for comparison: Unicode NFKC, whitespace runs collapsed, and no
+    whitespace next to punctuation (``[1, 2]`` = ``[1,2]``, ``a , b`` = ``a,b``). Case is kept
+    (some games' answers are case-sensitive)."""
+    s = _SPACES.sub(" ", unicodedata.normalize("NFKC", str(answer))).strip()
+    return _SPACE_AT_PUNCT.sub(r"\1", s)
 
 
 def prompt_text(prompt: str | list[dict[str, str]]) -> str:

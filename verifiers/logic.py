@@ -32,7 +32,7 @@ from functools import lru_cache
 from typing import Any
 
 from verifiers.arith import ArithError, evaluate
-from verifiers.base import SPLITS, Item, Verdict, check_split
+from verifiers.base import SPLITS, Item, Verdict, check_split, normalized_answer
 from verifiers.extract import answer_tag
 
 EVAL_OFFSET = 10_000_000
@@ -135,6 +135,10 @@ class LogicSuite:
     # -- scoring --------------------------------------------------------------------------
     def score(self, item: Item, completion: str) -> Verdict:
         return score_logic(item, completion)
+
+    def same_answer(self, a: str, b: str) -> bool:
+        """Equal answer strings after ``normalized_answer`` (whitespace, Unicode forms)."""
+        return normalized_answer(a) == normalized_answer(b)
 
 
 def puzzle(item: Item) -> tuple[dict, Any]:

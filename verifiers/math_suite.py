@@ -82,6 +82,9 @@ class MathSuite:
     def score(self, item: Item, completion: str) -> Verdict:
         return score_math(item, completion)
 
+    def same_answer(self, a: str, b: str) -> bool:
+        return same_math_answer(a, b)
+
     def _build(self) -> dict[str, list[Item]]:
         taken: set[str] = set()
         pools: dict[str, list[Item]] = {}
@@ -126,6 +129,21 @@ def score_math(item: Item, completion: str) -> Verdict:
                + str(reply.get("detail")), "timeout": "math-verify timed out", "error": "math-verify error"}
     return Verdict(0.0, False, pred, reasons.get(status, "math-verify error") + (
         f": {reply.get('detail')}" if status in ("timeout", "error") else ""))
+
+
+def same_math_answer(a: str, b: str) -> bool:
+    """Whether two extracted answers are the same mathematical answer: equal after ``normalize``,
+    else math-verify's equivalence (``a`` as gold), behind the same guards as ``score_math``
+    (an oversized, too deeply nested, astronomically large or one-sided infinite answer is
+    different). Never raises; a math-verify timeout or error counts as different."""
+    if normalize(a) == normalize(b):
+        return True
+    for x in (a, b):
+        if len(x) > MAX_PRED_CHARS or nesting_depth(x) > MAX_NESTING or too_large(x):
+            return False
+    if bool(_INFINITY.search(a)) != bool(_INFINITY.search(b)):
+        return False
+    return mathbox().judge(a, b).get("status") == "equal"
 
 
 # -- normalisation and guards -------------------------------------------------------------------

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from verifiers.base import SPLITS, Item, Verdict, check_split, prompt_text
+from verifiers.base import SPLITS, Item, Verdict, check_split, normalized_answer, prompt_text
 from verifiers.extract import answer_tag
 from verifiers.synlogic_checks import CHECKS
 
@@ -68,6 +68,10 @@ class SynLogicSuite:
 
     def score(self, item: Item, completion: str) -> Verdict:
         return score_synlogic(item, completion)
+
+    def same_answer(self, a: str, b: str) -> bool:
+        """Equal answer strings after ``normalized_answer`` (whitespace, Unicode forms)."""
+        return normalized_answer(a) == normalized_answer(b)
 
     # -- loading ----------------------------------------------------------------------------
     def _build(self) -> dict[str, list[Item]]:

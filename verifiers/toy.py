@@ -92,6 +92,13 @@ class ToySuite:
         return self._pool[sum(self.sizes.values()):]
 
     # -- scoring ------------------------------------------------------------------------
+    def same_answer(self, a: str, b: str) -> bool:
+        """Equal integers (``07`` = ``7``); otherwise equal stripped strings."""
+        try:
+            return int(str(a).strip()) == int(str(b).strip())
+        except ValueError:
+            return str(a).strip() == str(b).strip()
+
     def score(self, item: Item, completion: str) -> Verdict:
         try:
             found = _ANSWER.findall(str(completion)[-_TAIL:])
