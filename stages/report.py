@@ -10,13 +10,28 @@ exists): ``eval/base``, ``eval/behavior``, ``eval/sft/<objective>/<seed>``,
 ``analysis/sft/<objective>/<seed>`` and ``analysis/rl/<objective|direct>/<seed>`` (Appendix A).
 
 Every pass@k is recomputed from the eval's ``samples.parquet`` (unbiased estimator per item), so
-any k <= n is available, including pass@large-k (``report.large_k``, default n). Intervals: a
-percentile bootstrap over eval items of the item values averaged over seeds (``_lo``/``_hi``)
-and, with several seeds, the std across seeds (``_std``). Ranks (1 = best) are over objectives
-by ``report.rank_by``; ``rank_change`` = offline rank − online rank (> 0: better online).
+any k <= n is available, including pass@large-k (``report.large_k``, default n); maj@n votes
+with the eval's ``answer_group`` (the task's answer equality; missing answers never vote).
+Per-policy intervals: a percentile bootstrap over eval items of the item values averaged over
+seeds (``_lo``/``_hi``) and, with several seeds, the std across seeds (``_std``). Ranks
+(1 = best) are over objectives by ``report.rank_by``; ``rank_change`` = offline rank − online
+rank (> 0: better online).
+
+How sure the answer is (``stages/report_stats.py``): one paired bootstrap over eval items and,
+with several seeds, seeds (``report.bootstrap`` resamples, level ``report.ci``), the same draw
+for every objective and both phases, gives the intervals of Kendall τ and Spearman ρ of every
+proxy, and of every pairwise difference offline and online. A pair of objectives whose order
+flips between offline and online is a significant flip when both its offline and its online
+difference exclude 0; ``rank_change_significance`` says whether all, some (``k of m``) or none
+of an objective's flips are. The best online objective is significant when its lead over the
+runner-up excludes 0. Correlations over fewer than four objectives are "too few to judge"
+(``judgeable`` false), never printed as ±1.00. ``report.md`` opens with an Answer section in
+sentences (``stages/report_answer.py``). Addition to the paper, whose Figure 1 and Tables 6-7
+show rank changes without intervals: every rank change here says whether it is significant.
 
 Writes ``results.csv`` (one row per policy, every column), ``correlations.csv`` (Kendall τ-b and
-Spearman ρ of each proxy vs online ``rank_by`` over the objectives), ``pass_at_k.csv``,
+Spearman ρ of each proxy vs online ``rank_by`` over the objectives, with intervals),
+``differences.csv`` (every pair's difference per phase with its interval), ``pass_at_k.csv``,
 ``report.md`` and the plots of ``stages/report_plots.py``; the same tables and W&B charts go to
 the tracker (a no-op unless the runner installs one).
 """

@@ -60,7 +60,9 @@ def facts(df: pd.DataFrame, corr: pd.DataFrame, unc: Uncertainty, by: str) -> di
     out["rank_changes"] = {"changed": int(obj["rank_change"].fillna(0).ne(0).sum()),
                            "with_flips": int((rc["flips"] > 0).sum()),
                            "significant": list(rc.loc[rc["verdict"] == "significant", "policy"]),
-                           "partly": list(rc.loc[rc["verdict"].str.contains(" of "), "policy"])}
+                           "partly": list(rc.loc[rc["verdict"].str.contains(" of "), "policy"]),
+                           "not_significant": list(rc.loc[rc["verdict"] == "not significant",
+                                                          "policy"])}
     return out
 
 
@@ -76,7 +78,7 @@ def _prediction(f: dict, by: str, sample: str) -> str:
                 f"{MIN_OBJECTIVES} says little (with 2 it can only be ±1). Add objectives "
                 "to answer this.")
     tau, lo, hi = p["kendall_tau"], p["tau_lo"], p["tau_hi"]
-    verdict = ("yes: τ's interval lies above 0" if lo > 0 else
+    verdict = ("yes, better than chance: τ's interval lies above 0" if lo > 0 else
                "no, it tends to reverse it: τ's interval lies below 0" if hi < 0 else
                "these data cannot tell: τ's interval includes 0")
     return (f"**Does the offline ranking predict the online one?** Over {n} objectives, offline "
@@ -115,11 +117,12 @@ def _changes(f: dict, n_obj: int) -> str:
     rc = f["rank_changes"]
     if not rc["changed"] and not rc["with_flips"]:
         return "**Rank changes:** none; every objective keeps its offline rank online."
-    sig, part = rc["significant"], rc["partly"]
+    sig, part, nsig = rc["significant"], rc["partly"], rc["not_significant"]
     tail = ("none is significant: every flipped pair's difference has an interval including 0 "
             "offline or online" if not sig and not part else
-            "; ".join(([f"significant: {', '.join(sig)}"] if sig else []) +
-                      ([f"partly significant: {', '.join(part)}"] if part else [])))
+            "; ".join(f"{label}: {', '.join(names)}" for label, names in (
+                ("significant", sig), ("partly significant", part), ("not significant", nsig))
+                if names))
     return (f"**Rank changes:** {rc['changed']} of {n_obj} objectives change rank between "
             f"offline and online; {tail}.")
 

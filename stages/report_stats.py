@@ -27,6 +27,7 @@ Decisions (documented in the report and README):
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,30 +131,16 @@ def batch_tau_rho(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return tau, rho
 
 
-def interval(samples: np.ndarray, level: float, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval ignoring NaN resamples (NaN where every resample is NaN)."""
-    q = [(1 - level) / 2, (1 + level) / 2]
-    finite = np.isfinite(samples).any(axis=axis)
-    filled = np.where(finite, samples, 0.0) if samples.ndim > 1 else samples
+def interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval over axis 0, ignoring NaN resamples (NaN where all are NaN)."""
+    finite = np.isfinite(samples).any(axis=0)
     if not finite.any():
-        return np.full(finite.shape, np.nan)[()], np.full(finite.shape, np.nan)[()]
-    with np.errstate(invalid="ignore"), _quiet():
-        lo, hi = np.nanquantile(filled, q, axis=axis)
-    return np.where(finite, lo, np.nan)[()], np.where(finite, hi, np.nan)[()]
-
-
-class _quiet:
-    """Silences numpy's "All-NaN slice" warning (those slices are reported as NaN)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
+        nan = np.full(finite.shape, np.nan)[()]
+        return nan, nan
+    with warnings.catch_warnings():  # all-NaN columns: reported as NaN below
         warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._w.__exit__(*exc)
+        lo, hi = np.nanquantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return np.where(finite, lo, np.nan)[()], np.where(finite, hi, np.nan)[()]
 
 
 @dataclass

@@ -98,8 +98,17 @@ def test_report_md_and_proxies_from_the_run(smoke):
     results, _, _ = smoke
     md = (results / "smoke" / "report" / "latest" / "report.md").read_text()
     assert "## Which offline number predicts online pass@1?" in md and "| pear_token |" in md
+    # two objectives: the answer says so instead of printing τ = ±1.00
+    assert md.startswith("# Offline vs online: smoke\n\n## Answer\n") and "Too few to judge" in md
+    assert "**PEAR vs SFT after RL:** pear_token − sft = " in md
     df = pd.read_csv(results / "smoke" / "report" / "latest" / "results.csv").set_index("policy")
     assert df.loc[["sft", "pear_token"], ["kl_to_base", "nss_base_sft"]].gt(0).all().all()
+    # maj@n: the eval's own metric and the report's agree (both vote among answers only)
+    base = [d for d in (results / "smoke" / "eval").iterdir() if (d / "manifest.json").is_file()
+            and json.loads((d / "manifest.json").read_text())["node"] == "eval[base]"]
+    assert len(base) == 1
+    m = json.loads((base[0] / "metrics.json").read_text())
+    assert df.loc["base", "offline_maj@8"] == pytest.approx(m["maj@8"])
     # RL vs its start (the base for direct); a few smoke GRPO steps may leave it unmoved
     assert df.loc[["sft", "pear_token", "direct"], ["nss_sft_rl", "kl_rl"]].ge(0).all().all()
 

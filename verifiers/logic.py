@@ -21,6 +21,9 @@ Deviations from calling ``score_answer`` directly, for safety:
   * puzzle24: as countdown, and stricter than reasoning-gym, which truncates the value with
     ``int()`` and never checks that the four numbers are the puzzle's: we require exactly the
     puzzle's numbers and a value of exactly 24.
+
+maj@n groups answers with ``same_answer``: equal strings after ``normalized_answer``
+(whitespace and Unicode forms; case kept).
 """
 from __future__ import annotations
 

@@ -17,6 +17,9 @@ Ray tasks. Answers whose evaluation would be astronomically large (power towers,
 exponents or factorials) are rejected up front, and so are answers involving infinity when the
 gold answer does not: math-verify 0.9.0 (sympy's ``simplify``) judges ``\\infty^{\\infty}`` equal to
 finite numbers such as 45 or 8/21 in a random fraction of calls.
+
+maj@n groups answers with ``same_answer``: equal after the same normalisation, else
+math-verify's equivalence behind the same guards (``same_math_answer``).
 """
 from __future__ import annotations
 
