@@ -218,3 +218,35 @@ def test_bootstrap_ci_and_pass_at_k_items():
         want = [1 - comb(ns[i] - cs[i], k) / comb(ns[i], k) for i in keep]
         assert got == pytest.approx(want, abs=1e-12)
     assert pass_at_k(5, 5, 5) == 1.0 and pass_at_k(5, 0, 5) == 0.0
+
+
+def test_eval_and_report_agree_on_maj_at_n(tiny_models, tmp_path):
+    """The eval stage's maj@n (metrics.json) and the report's (from samples.parquet) are one
+    number: both vote among extracted answers only, grouped by the toy suite's equality."""
+    from stages import eval as eval_stage
+    from conftest import TINY_TASK
+    from verifiers import build_suite
+
+    ev = {"split": "eval", "n": 8, "ks": [1], "temperature": 1.0, "top_p": 1.0,
+          "max_new_tokens": 12}
+    cfg = {"task": TINY_TASK, "eval": ev, "seed": 0,
+           "engine": {"engine": "hf", "device": "cpu", "dtype": "float32", "batch_size": 32}}
+    out, work = tmp_path / "eval", tmp_path / "work"
+    out.mkdir()
+    work.mkdir()
+    metrics = eval_stage.run(cfg, {"model": tiny_models["base"]}, out, work)
+    samples = pd.read_parquet(out / "samples.parquet")
+    # the weak base model often gives no answer, and sometimes one
+    assert samples["extracted"].isna().any() and samples["extracted"].notna().any()
+    assert ((samples["answer_group"] == -1) == samples["extracted"].isna()).all()
+    by_item = report.item_table(out, [1])
+    assert by_item["maj@8"].mean() == pytest.approx(metrics["maj@8"])
+    same = build_suite(TINY_TASK).same_answer
+    for pid, g in samples.groupby("prompt_id"):
+        votes = {}
+        for e, ok in zip(g["extracted"], g["correct"]):
+            if isinstance(e, str):
+                key = next((k for k in votes if same(k, e)), e)
+                votes.setdefault(key, [0, ok])[0] += 1
+        want = bool(votes) and max(votes.values(), key=lambda v: v[0])[1]
+        assert by_item.loc[pid, "maj@8"] == float(want), pid
