@@ -27,6 +27,8 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def _sig(lo: float, hi: float) -> str:
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "significance unknown (no bootstrap: report.bootstrap = 0)"
     return "significant" if excludes_zero(lo, hi) else "not significant (the interval includes 0)"
 
 
@@ -62,7 +64,9 @@ def facts(df: pd.DataFrame, corr: pd.DataFrame, unc: Uncertainty, by: str) -> di
                            "significant": list(rc.loc[rc["verdict"] == "significant", "policy"]),
                            "partly": list(rc.loc[rc["verdict"].str.contains(" of "), "policy"]),
                            "not_significant": list(rc.loc[rc["verdict"] == "not significant",
-                                                          "policy"])}
+                                                          "policy"]),
+                           "unknown": list(rc.loc[rc["verdict"].str.startswith("unknown"),
+                                                  "policy"])}
     return out
 
 
@@ -78,7 +82,11 @@ def _prediction(f: dict, by: str, sample: str) -> str:
                 f"{MIN_OBJECTIVES} says little (with 2 it can only be ±1). Add objectives "
                 "to answer this.")
     tau, lo, hi = p["kendall_tau"], p["tau_lo"], p["tau_hi"]
-    verdict = ("yes, better than chance: τ's interval lies above 0" if lo > 0 else
+    if not np.isfinite(tau):
+        return (f"**Does the offline ranking predict the online one?** Undefined: offline or "
+                f"online {by} is the same for all {n} objectives.")
+    verdict = ("no interval (report.bootstrap = 0)" if not np.isfinite(lo) else
+               "yes, better than chance: τ's interval lies above 0" if lo > 0 else
                "no, it tends to reverse it: τ's interval lies below 0" if hi < 0 else
                "these data cannot tell: τ's interval includes 0")
     return (f"**Does the offline ranking predict the online one?** Over {n} objectives, offline "
@@ -118,6 +126,9 @@ def _changes(f: dict, n_obj: int) -> str:
     if not rc["changed"] and not rc["with_flips"]:
         return "**Rank changes:** none; every objective keeps its offline rank online."
     sig, part, nsig = rc["significant"], rc["partly"], rc["not_significant"]
+    if rc["unknown"]:
+        return (f"**Rank changes:** {rc['changed']} of {n_obj} objectives change rank between "
+                "offline and online; significance unknown (no bootstrap: report.bootstrap = 0).")
     tail = ("none is significant: every flipped pair's difference has an interval including 0 "
             "offline or online" if not sig and not part else
             "; ".join(f"{label}: {', '.join(names)}" for label, names in (

@@ -70,7 +70,7 @@ def _style(r: pd.Series) -> dict:
     and faded when not significant, dash-dot when partly."""
     verdict = r.get("rank_change_significance")
     if not isinstance(verdict, str) or verdict in ("no flip", "significant") or \
-            not r.get("rank_change"):
+            verdict.startswith("unknown") or not r.get("rank_change"):
         return {"ls": "-", "alpha": 1.0}
     return {"ls": "--", "alpha": 0.45} if verdict == "not significant" else {"ls": "-.", "alpha": 0.7}
 

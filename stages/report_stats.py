@@ -160,26 +160,35 @@ class Uncertainty:
 def analyse(study: Study, point: pd.DataFrame, by: str, resamples: int, level: float,
             seed: int = 0) -> Uncertainty:
     """Every interval the report prints. ``point`` = the report table indexed by policy (its
-    ``offline_<by>`` / ``online_<by>`` and proxy columns are the point estimates)."""
+    ``offline_<by>`` / ``online_<by>`` and proxy columns are the point estimates; a proxy's τ
+    and ρ are over the objectives with both, as the point correlations). A per-seed proxy varies
+    across resamples only through the seeds drawn (with one seed: not at all)."""
     s, i = len(study.seeds), len(study.items)
     v, w = draws(s, i, max(int(resamples), 0) if s and i else 0, seed)
     means = {ph: weighted_means(x, v, w) for ph, x in study.phases.items()}
     diffs = _differences(study.objectives, means, point, by, level)
+    online = _known(point, f"online_{by}", study.objectives)
     corr = []
     for col, x in {f"offline_{by}": study.phases["offline"], **study.proxies}.items():
-        m = weighted_means(x, v, w if x.ndim == 3 else None)
-        has = [k for k, name in enumerate(study.objectives)
-               if pd.notna(point.get(col, pd.Series(dtype=float)).get(name, np.nan))
-               and pd.notna(point.get(f"online_{by}", pd.Series(dtype=float)).get(name, np.nan))]
-        tau, rho = batch_tau_rho(m[:, has], means["online"][:, has]) if len(has) >= 2 and \
-            len(v) else (np.full(1, np.nan), np.full(1, np.nan))
+        has = online & _known(point, col, study.objectives)
+        tau = rho = np.full(1, np.nan)
+        if has.sum() >= 2 and len(v):
+            m = weighted_means(x, v, w if x.ndim == 3 else None)
+            tau, rho = batch_tau_rho(m[:, has], means["online"][:, has])
         (tl, th), (rl, rh) = interval(tau, level), interval(rho, level)
         corr.append({"column": col, "tau_lo": float(tl), "tau_hi": float(th), "rho_lo": float(rl),
-                     "rho_hi": float(rh), "judgeable": len(has) >= MIN_OBJECTIVES})
+                     "rho_hi": float(rh), "judgeable": bool(has.sum() >= MIN_OBJECTIVES)})
     changes = rank_change_verdicts(point, diffs, by, study.objectives)
     return Uncertainty(study.objectives, len(v), level, i, s, diffs,
                        pd.DataFrame(corr, columns=["column", "tau_lo", "tau_hi", "rho_lo",
                                                    "rho_hi", "judgeable"]), changes)
+
+
+def _known(point: pd.DataFrame, col: str, objectives: list[str]) -> np.ndarray:
+    """Which objectives have a point value in ``col`` (boolean, in ``objectives`` order)."""
+    if col not in point:
+        return np.zeros(len(objectives), bool)
+    return point[col].reindex(objectives).notna().to_numpy()
 
 
 def _differences(objectives: list[str], means: dict[str, np.ndarray], point: pd.DataFrame,
@@ -216,22 +225,26 @@ def rank_change_verdicts(point: pd.DataFrame, diffs: pd.DataFrame, by: str,
                          objectives: list[str]) -> pd.DataFrame:
     """Per objective: the pairs whose order flipped offline → online, how many of those flips are
     significant (both intervals exclude 0) and a verdict: no flip / significant / not
-    significant / ``k of m`` significant."""
+    significant / ``k of m`` significant / unknown (no interval: ``report.bootstrap`` = 0)."""
     key = diffs.set_index(["phase", "a", "b"])[["lo", "hi"]] if len(diffs) else None
     off, on = point.get(f"offline_{by}"), point.get(f"online_{by}")
     rows = []
     for a in objectives:
         flips = sig = 0
+        unknown = False
         for b in objectives:
             if a == b or off is None or on is None or pd.isna(off[a]) or pd.isna(off[b]) \
                     or pd.isna(on[a]) or pd.isna(on[b]):
                 continue
             if np.sign(off[a] - off[b]) != np.sign(on[a] - on[b]):
                 flips += 1
-                sig += key is not None and all(excludes_zero(*key.loc[(ph, a, b)])
-                                               for ph in ("offline", "online"))
-        verdict = ("no flip" if not flips else "significant" if sig == flips else
-                   "not significant" if not sig else f"{sig} of {flips} flips significant")
+                bounds = [key.loc[(ph, a, b)] for ph in ("offline", "online")] if key is not None \
+                    else [(np.nan, np.nan)]
+                unknown |= not np.isfinite(np.asarray(bounds, float)).all()
+                sig += all(excludes_zero(*lh) for lh in bounds)
+        verdict = ("no flip" if not flips else "unknown (no interval)" if unknown else
+                   "significant" if sig == flips else "not significant" if not sig else
+                   f"{sig} of {flips} flips significant")
         rows.append({"policy": a, "flips": flips, "significant_flips": int(sig),
                      "verdict": verdict})
     return pd.DataFrame(rows, columns=["policy", "flips", "significant_flips", "verdict"])

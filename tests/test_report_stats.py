@@ -185,3 +185,12 @@ def test_seed_level_proxies_and_missing_values():
     m = report_stats.weighted_means(nll, np.array([[1.0, 1.0], [0.0, 2.0], [2.0, 0.0]]), None)
     assert m[:, 0].tolist() == [2.0, 3.0, 1.0]
     assert m[0, 1] == 2.0 and np.isnan(m[1, 1]) and m[2, 1] == 2.0
+
+
+def test_no_bootstrap_gives_no_interval_and_no_verdict(tmp_path):
+    _, df, md = run_report(tmp_path, constructed(), resamples=0)
+    assert "no interval (report.bootstrap = 0)" in md and "significance unknown" in md
+    assert "none is significant" not in md
+    assert "[+" not in md.split("## Offline vs online")[0].split("Best online")[1].split("\n")[0]
+    # without intervals no flip is called significant or not
+    assert set(df.loc[["sft", "talr"], "rank_change_significance"]) == {"unknown (no interval)"}
