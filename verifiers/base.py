@@ -1,9 +1,9 @@
 """The task-suite protocol every verifier follows (see DESIGN.md, "Tasks and verifiers").
 
 A suite hands out items for a split, scores completions and says when two extracted answers
-are the same answer (``same_answer``, the task's own equality: maj@n votes with it). The same ``score`` is the SFT
-filter (verify stage), the RL reward (TRL and verl) and the eval judge, so it must never
-raise and must return in bounded time whatever the completion is.
+are the same answer (``same_answer``, the task's own equality: maj@n votes with it). The same
+``score`` is the SFT filter (verify stage), the RL reward (TRL and verl) and the eval judge, so
+it must never raise and must return in bounded time whatever the completion is.
 
 Splits:
   ``train``  prompts the behavior policy is sampled on (SFT data),
