@@ -76,7 +76,8 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
         max_steps=int(r["steps"]), logging_steps=1, save_steps=int(r["save_steps"]),
         save_total_limit=2, report_to=[], seed=seed, data_seed=seed, use_cpu=dev == "cpu",
         bf16=dev.startswith("cuda"), loss_type=r.get("loss_type", "grpo"), disable_tqdm=True,
-        lr_scheduler_type="constant", warmup_steps=0, shuffle_dataset=False)
+        lr_scheduler_type="constant_with_warmup", warmup_steps=int(r.get("warmup_steps", 0)),
+        shuffle_dataset=False)
     trainer = GRPOTrainer(model=model, reward_funcs=reward_function(suite, {it.id: it for it in items}),
                           args=args, train_dataset=data, processing_class=tok,
                           callbacks=[trainer_progress("rl", int(r["steps"])), tracking_callback("rl")])
