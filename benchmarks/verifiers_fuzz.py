@@ -38,6 +38,7 @@ PAYLOADS = [
     "{'A': [(1, 1)], 'B': exec('x=1')}",
     "lambda: 0",
 ]
+SKIP_TYPES = ["zebra_puzzle", "arc_agi"]  # rows of tests/data/synlogic_rows.jsonl without a checker
 TAGS = ["<answer>", "</answer>", "<think>", "</think>", "\\boxed{", "}", "{", "```python\n", "```", "[[", "]]", "**"]
 
 
@@ -149,7 +150,7 @@ def suite_and_items(name: str):
         real += [(it, f"<answer>{near_miss(it.answer)}</answer>", False) for it in items]
         return suite, items, real
     if name == "synlogic":
-        suite = build_suite({"suite": "synlogic", "path": str(DATA / "synlogic_rows.jsonl"),
+        suite = build_suite({"suite": "synlogic", "path": str(DATA / "synlogic_rows.jsonl"), "skip_types": SKIP_TYPES,
                              "sizes": {"train": None, "rl": 0, "eval": 0}})
         items = suite.items("train")
         answers = json.loads((DATA / "synlogic_answers.json").read_text())
