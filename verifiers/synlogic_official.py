@@ -44,7 +44,11 @@ def official_tasks(path: str | Path) -> list[str]:
 
 
 def _verifier_file(task_dir: Path) -> Path | None:
-    files = sorted(f for f in (task_dir / "scripts").glob("*_verifier.py") if not f.name.startswith("test"))
+    """``<task>_verifier.py`` if present, else the one ``*_verifier.py`` that is not a test."""
+    exact = task_dir / "scripts" / f"{task_dir.name}_verifier.py"
+    if exact.is_file():
+        return exact
+    files = sorted(f for f in (task_dir / "scripts").glob("*_verifier.py") if "test" not in f.name)
     return files[0] if files else None
 
 

@@ -2,7 +2,8 @@
 
 For the task types whose checker applies the rules (``RULE_CHECKED``), the stored solution
 (``metadata.solution``, ``complete_sudoku``, ``solved_grid``, ``filled_matrix``, ``ref_expr``,
-``solutions[0]`` or the row's ``answer``) is rendered in the answer format and checked like a
+``solutions[0]`` or the row's ``answer``; star placement's ``[[A(1,2) B(3,1)]]`` is read as a
+dict of stars) is rendered in the answer format and checked like a
 model's answer. A futoshiki row whose stored answer fails is also searched for any solution
 (backtracking over the latin square, the givens and the inequalities), which tells an
 unsolvable puzzle from a wrong stored answer: SynLogic's futoshiki generator draws its
@@ -15,6 +16,7 @@ solution exists), ``unchecked`` (a type compared with a stored answer, or no sto
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from verifiers.synlogic_checks import CHECKS, RULE_CHECKED
@@ -31,18 +33,44 @@ def reference_answer(task: str, game: dict) -> str | None:
         return f"[[{meta['ref_expr']}]]"
     if task == "game_of_24":
         sols = meta.get("solutions") or []
-        return str(sols[0]) if sols else None
+        return _game_of_24_expression(str(sols[0])) if sols else None
     value: Any = next((meta[k] for k in _SOLUTION_KEYS if meta.get(k)), None)
     if value is None:
         value = game.get("answer")
     if value in (None, "", [], {}):
         return None
+    if task == "star_placement_puzzle" and isinstance(value, str) and "{" not in value:
+        stars: dict[str, list[tuple[int, int]]] = {}
+        for region, r, c in re.findall(r"([A-Za-z]\w*)\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)", value[:20_000]):
+            stars.setdefault(region, []).append((int(r), int(c)))
+        if not stars:
+            return None
+        value = stars
     if task == "futoshiki" and isinstance(value, str):
         try:
             value = json.loads(value)
         except ValueError:
             pass
-    return value if isinstance(value, str) else repr(value)
+    if task in ("futoshiki", "calcudoko") and isinstance(value, list):  # the prompt's [[1 2 3,2 3 1,3 1 2]]
+        return "[[" + ",".join(" ".join(str(x) for x in row) for row in value) + "]]"
+    if task == "norinori" and isinstance(value, list):  # the prompt's [[(r, c), (r, c)], ...]
+        return "[" + ", ".join(f"[({a[0]}, {a[1]}), ({b[0]}, {b[1]})]" for a, b in value) + "]"
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _game_of_24_expression(solution: str) -> str | None:
+    """SynLogic stores ``nums: (8, 5, 2, 2), ops: ('+', '*', '-')``: applied left to right."""
+    found = re.fullmatch(r"\s*nums:\s*\(([^)]*)\),\s*ops:\s*\(([^)]*)\)\s*", solution)
+    if not found:
+        return solution
+    nums = re.findall(r"\d+", found.group(1))
+    ops = re.findall(r"[-+*/]", found.group(2))
+    if len(ops) != len(nums) - 1:
+        return None
+    expr = nums[0] if nums else ""
+    for op, num in zip(ops, nums[1:]):
+        expr = f"({expr} {op} {num})"
+    return expr
 
 
 def validate_row(task: str, game: dict) -> str:
