@@ -27,6 +27,7 @@ from typing import Any
 
 _LOCK = threading.Lock()
 _CACHE: dict[tuple[str, str], Any] = {}
+_ACTIVE: list[str] = []  # the checkout whose ``base`` and ``games`` packages are imported now
 
 
 def checkout_root(path: str | Path) -> Path:
@@ -61,8 +62,7 @@ def official_verifier(path: str | Path, task: str) -> Any:
             file = _verifier_file(root / "games" / "tasks" / task)
             if file is None:
                 raise KeyError(f"synlogic checkout {root} has no verifier for task {task!r}")
-            if str(root) not in sys.path:
-                sys.path.insert(0, str(root))
+            _activate(str(root))
             base = importlib.import_module("base.verifier").Verifier
             module = importlib.import_module(f"games.tasks.{task}.scripts.{file.stem}")
             classes = [c for _, c in inspect.getmembers(module, inspect.isclass)
@@ -70,13 +70,26 @@ def official_verifier(path: str | Path, task: str) -> Any:
             if not classes:
                 raise KeyError(f"{file} defines no Verifier subclass")
             _CACHE[key] = classes[0]()
+            _CACHE[(str(root), "base.data")] = importlib.import_module("base.data").Data
         return _CACHE[key]
+
+
+def _activate(root: str) -> None:
+    """Put ``root`` first on the import path; forget the packages of another checkout imported before."""
+    if _ACTIVE and _ACTIVE[0] != root:
+        for name in [m for m in sys.modules if m.split(".")[0] in ("base", "games")]:
+            del sys.modules[name]
+        if _ACTIVE[0] in sys.path:
+            sys.path.remove(_ACTIVE[0])
+    _ACTIVE[:] = [root]
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def official_check(path: str | Path, task: str, answer: str, game_data_str: str) -> tuple[bool, str]:
     """``(correct, reason)`` from SynLogic's own verifier for one answer."""
     verifier = official_verifier(path, task)
-    data_cls = importlib.import_module("base.data").Data
+    data_cls = _CACHE[(str(checkout_root(path)), "base.data")]
     with contextlib.redirect_stdout(io.StringIO()):
         data = data_cls.from_json_str(game_data_str)
         verdict = verifier.verify(data, answer)
