@@ -9,7 +9,7 @@
   operation     ``\\boxed{…}`` compared with the stored value through math-verify (as SynLogic does),
                 in the project's sandboxed math-verify worker; the same plain number is accepted
                 without it, and answers over 80 characters or nested over 4 brackets deep are
-                refused before it (SynLogic's values are numbers)
+                refused before it, and so are power towers and huge factorials (as in the math suite)
 
 Expressions are read with ``ast.parse`` and evaluated by walking the tree over integer
 constants and + - * / % with exact fractions; anything else (names, calls, powers, huge
@@ -147,6 +147,10 @@ def operation(answer: str, game: dict) -> tuple[bool, str]:
         return True, "correct"  # the same number: no need to ask math-verify
     if len(pred) > MAX_VALUE_CHARS or _depth(pred) > MAX_VALUE_DEPTH:
         return False, "answer is not a value (too long or nested)"
+    from verifiers.math_suite import too_large
+
+    if too_large(pred):
+        return False, "answer too large to evaluate (power tower, huge exponent or factorial)"
     verdict = mathbox().judge(gold, pred)
     if verdict["status"] in ("timeout", "error", "unparsed"):
         return False, f"math-verify: {verdict['status']} ({verdict.get('detail', '')})"
