@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stages import report_plots
+from stages import report_plots, report_types
 from stages.common import tracker, write_json
 from stages.metrics import (bootstrap_ci, kendall_tau, maj_at_n, pass_at_k_items,
                             spearman_rho)
@@ -304,6 +304,7 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     corr.to_csv(out / "correlations.csv", index=False)
     curves.to_csv(out / "pass_at_k.csv", index=False)
     (out / "report.md").write_text(markdown(df, corr, meta, cfg))
+    report_types.append_section(out / "report.md", parse_inputs(inputs))
     images = report_plots.plot_all(df, corr, curves, meta, by, out)
     tracker().log_report({"offline_online": df, "correlations": corr, "pass_at_k": curves},
                          chart_specs(df, corr, curves, by), images)

@@ -16,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from stages.common import progress, read_table, write_table
+from stages.report_types import item_type
 from verifiers import build_suite
 
 
@@ -53,12 +54,6 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     if hasattr(suite, "stats"):
         manifest["suite_stats"] = suite.stats()
     return manifest
-
-
-def item_type(item) -> str:
-    """The task type of an item (SynLogic ``task``, reasoning-gym ``game``), else ``all``."""
-    meta = item.metadata or {}
-    return str(meta.get("task") or meta.get("game") or "all")
 
 
 def counts_by_type(df, items: dict) -> dict:

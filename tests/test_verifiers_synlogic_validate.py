@@ -182,3 +182,30 @@ def test_verify_manifest_counts_rows_per_type(tmp_path):
     assert manifest["by_type"] == {t: {"responses": 3, "correct": 2, "prompts": 1} for t in ("numbrix", "sudoku", "web_of_lies")}
     assert manifest["suite_stats"]["skipped_types"] == {"zebra_puzzle": 2, "arc_agi": 1}
     assert manifest["suite_stats"]["rows_by_type"]["numbrix"] == 1
+
+
+# -- pass rates per task type (eval metrics.json, report section) ------------------------------
+def test_pass_by_type_and_the_report_section(tmp_path):
+    from types import SimpleNamespace
+
+    from stages.report_types import pass_by_type, section
+
+    items = {"a": SimpleNamespace(metadata={"task": "sudoku"}), "b": SimpleNamespace(metadata={"task": "sudoku"}),
+             "c": SimpleNamespace(metadata={"task": "survo"})}
+    df = pd.DataFrame({"prompt_id": list("aabbcc"), "extracted": ["1"] * 6,
+                       "correct": [True, False, True, True, False, False]})
+    by = pass_by_type(df, items, [1, 2])
+    assert by == {"sudoku": {"pass@1": 0.75, "pass@2": 1.0, "items": 2}, "survo": {"pass@1": 0.0, "pass@2": 0.0, "items": 1}}
+    parsed = {}
+    for kind, name, seed, value in [("eval/sft", "sft", 0, 0.5), ("eval/sft", "sft", 1, 0.7), ("eval/rl", "sft", 0, 0.9)]:
+        d = tmp_path / f"{kind.replace('/', '_')}_{seed}"
+        d.mkdir()
+        (d / "metrics.json").write_text(json.dumps({"pass@1": value, "by_type": {
+            "sudoku": {"pass@1": value, "items": 2}, "survo": {"pass@1": value / 2, "items": 1}}}))
+        parsed[(kind, name, seed)] = d
+    text = section(parsed)
+    assert "## By task type" in text and "| task type | sft/offline | sft/online |" in text
+    assert "| sudoku | 60.0 | 90.0 |" in text and "| survo | 30.0 | 45.0 |" in text
+    one_type = {("eval/sft", "sft", 0): parsed[("eval/sft", "sft", 0)]}
+    (parsed[("eval/sft", "sft", 0)] / "metrics.json").write_text(json.dumps({"by_type": {"all": {"pass@1": 1.0}}}))
+    assert section(one_type) == ""  # one kind of item: nothing to split
