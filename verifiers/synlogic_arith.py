@@ -23,7 +23,7 @@ from fractions import Fraction
 
 from verifiers.synlogic_parse import boxed_or_raw, code_block, meta, result
 
-_result, _meta = result, meta
+_result, _meta = result, meta  # short local names; checkers use ``meta`` as a variable
 MAX_EXPR_CHARS = 500
 _OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Mod: "%"}
 

@@ -24,7 +24,7 @@ from collections import Counter
 from verifiers.synlogic_parse import (bracket_rows, grid_literal, int_grid, latin_square, meta, outer_literal,
                                       result, str_grid)
 
-_result, _meta = result, meta
+_result, _meta = result, meta  # short local names; checkers use ``meta`` as a variable
 
 
 def sudoku(answer: str, game: dict) -> tuple[bool, str]:

@@ -8,7 +8,6 @@ suite turns that into a zero reward with the reason.
 from __future__ import annotations
 
 import ast
-import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -131,14 +130,4 @@ def str_grid(value: Any, n_rows: int, n_cols: int | None = None) -> list[list[An
     if any(not isinstance(r, (list, tuple)) or len(r) != n_cols for r in value):
         raise ValueError(f"expected rows of {n_cols} cells")
     return [list(r) for r in value]
-
-
-def json_or_literal(value: Any) -> Any:
-    """A metadata field that may be stored as a JSON / Python-literal string."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return literal(value)
 

@@ -25,7 +25,7 @@ import re
 
 from verifiers.synlogic_parse import boxed_or_raw, code_block, literal, meta, outer_literal, result
 
-_result, _meta = result, meta
+_result, _meta = result, meta  # short local names; checkers use ``meta`` as a variable
 
 
 def boolean_expressions(answer: str, game: dict) -> tuple[bool, str]:
