@@ -1,5 +1,7 @@
 """SynLogic rows exported from the hub (``MiniMaxAI/SynLogic``), read from local files (``task=synlogic``).
 
+The PEAR paper's logic experiments train and evaluate on SynLogic (§4.1.1, Fig. 4a).
+
 Rows are in SynLogic's verl-style schema: ``data_source`` (the task; validation rows may carry a
 ``val/`` prefix), ``prompt`` (chat list), ``ability``, ``reward_model.ground_truth`` and
 ``extra_info.game_data_str`` (a JSON record ``{question, answer, difficulty, metadata}``). Files
@@ -23,7 +25,10 @@ A size of ``null`` takes all that remain.
 
 Scoring follows SynLogic's reward: the answer is the first ``<answer>…</answer>`` after the
 last ``</think>``, then the task's checker (SynLogic's ``reward_example`` takes the first
-``<answer>`` anywhere, its base verifier the first after the first ``</think>``).
+``<answer>`` anywhere, its base verifier the first after the first ``</think>``). An empty
+``<answer></answer>`` is an answer only where "nothing" is a right answer
+(dyck_language_reasoning_errors); SynLogic's base verifier also scores a completion with no
+``<answer>`` at all as "" there, which we do not.
 """
 from __future__ import annotations
 
