@@ -3,13 +3,15 @@
     /work/venv/bin/python benchmarks/verifiers_fuzz.py                  # 10,000 per suite, markdown
     /work/venv/bin/python benchmarks/verifiers_fuzz.py --n 500 --suites logic math
 
-For each suite (toy, logic, synlogic on tests/data rows, math) it scores ``--n`` adversarial
+For each suite (toy, logic, synlogic on tests/data rows: one row of each of its 33 task types,
+math) it scores ``--n`` adversarial
 completions (empty, huge, random unicode, unclosed/nested/many ``<answer>`` and ``<think>`` tags,
 deeply nested braces and LaTeX, power towers, regex killers, Python payloads, near misses of the
 real answer) twice, and a set of real answers (correct and near-miss, well formatted). It checks
 that no call raises, that every call takes under ``--limit`` seconds, that the second pass
 gives the same verdict (reward, correct, extracted) and that every real answer is judged right,
-and reports items/s for both sets (timing covers ``score`` only, not building the inputs).
+and reports items/s for both sets (timing covers ``score`` only, not building the inputs), and
+for synlogic the worst and mean latency per task type.
 Exit status 1 if a check fails.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ PAYLOADS = [
     "{'A': [(1, 1)], 'B': exec('x=1')}",
     "lambda: 0",
 ]
+SKIP_TYPES = ["zebra_puzzle", "arc_agi"]  # rows of tests/data/synlogic_rows.jsonl without a checker
 TAGS = ["<answer>", "</answer>", "<think>", "</think>", "\\boxed{", "}", "{", "```python\n", "```", "[[", "]]", "**"]
 
 
@@ -149,7 +152,7 @@ def suite_and_items(name: str):
         real += [(it, f"<answer>{near_miss(it.answer)}</answer>", False) for it in items]
         return suite, items, real
     if name == "synlogic":
-        suite = build_suite({"suite": "synlogic", "path": str(DATA / "synlogic_rows.jsonl"),
+        suite = build_suite({"suite": "synlogic", "path": str(DATA / "synlogic_rows.jsonl"), "skip_types": SKIP_TYPES,
                              "sizes": {"train": None, "rl": 0, "eval": 0}})
         items = suite.items("train")
         answers = json.loads((DATA / "synlogic_answers.json").read_text())
@@ -175,6 +178,10 @@ def run_suite(name: str, n: int, seed: int = 0, limit: float = 1.0) -> dict:
         cases.append((it, adversarial(rng, it.answer)))
     if name == "math":  # start the math-verify workers before timing (about a second, once)
         suite.score(items[0], "\\boxed{0}")
+    for it in items:  # synlogic's operation checker uses the same workers
+        if it.metadata.get("task") == "operation":
+            suite.score(it, "<answer>\\boxed{x+1}</answer>")
+    by_type: dict[str, list[float]] = {}
     errors, slow, unstable, errors_unstable = [], [], 0, []
     first, t_all, t_max = [], 0.0, 0.0
     for it, text in cases:
@@ -187,6 +194,7 @@ def run_suite(name: str, n: int, seed: int = 0, limit: float = 1.0) -> dict:
         dt = time.perf_counter() - t
         t_all += dt
         t_max = max(t_max, dt)
+        by_type.setdefault(str(it.metadata.get("task") or it.metadata.get("game") or name), []).append(dt)
         if dt > limit:
             slow.append((round(dt, 3), text[:80]))
         first.append(None if v is None else (v.reward, v.correct, v.extracted))
@@ -202,6 +210,7 @@ def run_suite(name: str, n: int, seed: int = 0, limit: float = 1.0) -> dict:
     real_ok = sum(suite.score(it, text).correct == want for it, text, want in real)
     t_real = time.perf_counter() - t
     return {"suite": name, "n": n, "errors": len(errors), "slow": len(slow), "unstable": unstable,
+            "by_type": {t: (len(v), max(v), 1000 * sum(v) / len(v)) for t, v in sorted(by_type.items())},
             "max_s": round(t_max, 3),
             "fuzz_items_per_s": round(n / t_all, 1), "real_n": len(real),
             "real_items_per_s": round(len(real) / t_real, 1), "real_ok": real_ok,
@@ -224,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
               f"| {r['real_n']} | {r['real_ok']} | {r['real_items_per_s']} |")
         for e in r["examples"]:
             print(f"  - {e}")
+    for r in rows:
+        if r["suite"] == "synlogic":
+            print("\n| synlogic task type | fuzz calls | max s | mean ms |\n|---|---|---|---|")
+            for t, (k, worst, mean) in r["by_type"].items():
+                print(f"| {t} | {k} | {worst:.3f} | {mean:.2f} |")
     pwned = Path(PAYLOAD_FILE).exists()
     if pwned:
         print(f"PAYLOAD EXECUTED: {PAYLOAD_FILE} exists")

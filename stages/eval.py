@@ -22,6 +22,7 @@ from pathlib import Path
 from stages.common import load_tokenizer, worker_options, write_json, write_table
 from stages.engines import make_engine
 from stages.metrics import answer_groups, summarize
+from stages.report_types import pass_by_type
 from stages.sample import generate_rows, prompt_strings
 from verifiers import build_suite
 from verifiers.base import prompt_text
@@ -62,5 +63,6 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
               for _, g in df.groupby("prompt_id", sort=False)]
     metrics = summarize(groups, [int(k) for k in e["ks"]], suite.same_answer)
     metrics["mean_response_tokens"] = float(df["response_ids"].map(len).mean())
+    metrics["by_type"] = pass_by_type(df, by_id, [int(k) for k in e["ks"]])  # task metadata per item
     write_json(metrics, Path(out) / "metrics.json")
     return metrics

@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from stages import report_answer, report_plots, report_stats
+from stages import report_answer, report_plots, report_stats, report_types
 from stages.common import tracker, write_json
 from stages.metrics import (bootstrap_ci, kendall_tau, maj_at_n, pass_at_k_items,
                             spearman_rho)
@@ -379,6 +379,7 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     curves.to_csv(out / "pass_at_k.csv", index=False)
     (out / "report.md").write_text(markdown(df, corr, meta, cfg,
                                             report_answer.section(facts, df, unc, by)))
+    report_types.append_section(out / "report.md", parse_inputs(inputs))
     images = report_plots.plot_all(df, corr, curves, meta, by, out)
     tracker().log_report({"offline_online": df, "correlations": corr, "pass_at_k": curves,
                           "differences": unc.differences},

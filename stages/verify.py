@@ -5,6 +5,10 @@ and writes ``verified.parquet`` (positives and verified failures; the sft stage 
 objective needs). Malformed rows (no prompt id known to the task, missing response) are
 dropped, counted and reported; above ``verify.max_bad_fraction`` the stage fails. Fewer than
 ``verify.min_correct`` correct responses fails the stage: SFT would have nothing to learn from.
+
+The manifest counts responses, correct ones and prompts per task type (``by_type``, from each
+item's ``task``/``game`` metadata) and, for suites that report them (SynLogic), the rows per type
+that were loaded, skipped on purpose, or whose stored answer failed validation (``suite_stats``).
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from stages.common import progress, read_table, write_table
+from stages.report_types import item_type
 from verifiers import build_suite
 
 
@@ -41,7 +46,20 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
                          "the answer format disagree.")
     write_table(df, out, "verified.parquet")
     per_prompt = df.groupby("prompt_id")["correct"].any()
-    return {"responses": len(df), "malformed_rows": n_bad, "correct": n_correct,
-            "accuracy": n_correct / max(1, len(df)),
-            "prompts_with_a_correct_response": int(per_prompt.sum()),
-            "reasons": dict(Counter(df["reason"]).most_common(10))}
+    manifest = {"responses": len(df), "malformed_rows": n_bad, "correct": n_correct,
+                "accuracy": n_correct / max(1, len(df)),
+                "prompts_with_a_correct_response": int(per_prompt.sum()),
+                "reasons": dict(Counter(df["reason"]).most_common(10)),
+                "by_type": counts_by_type(df, items)}
+    if hasattr(suite, "stats"):
+        manifest["suite_stats"] = suite.stats()
+    return manifest
+
+
+def counts_by_type(df, items: dict) -> dict:
+    """``{type: {responses, correct, prompts}}`` for the verified rows."""
+    types = df["prompt_id"].map(lambda pid: item_type(items[pid]))
+    out = {}
+    for t, g in df.groupby(types, sort=True):
+        out[str(t)] = {"responses": len(g), "correct": int(g["correct"].sum()), "prompts": int(g["prompt_id"].nunique())}
+    return out

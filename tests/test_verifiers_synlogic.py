@@ -1,7 +1,8 @@
 """task=synlogic: SynLogic rows in the verl-style schema (verifiers/synlogic.py, synlogic_checks.py).
 
 tests/data/synlogic_rows.jsonl holds one hand-written row per covered task type (puzzles built by
-hand to satisfy each task's rules) and three rows of types without a verifier;
+hand to satisfy each task's rules) and three rows of types without a checker (zebra_puzzle,
+arc_agi: SynLogic corpus tasks outside its games/);
 tests/data/synlogic_answers.json holds a correct and a near-miss answer per task.
 """
 from __future__ import annotations
@@ -23,11 +24,12 @@ DATA = Path(__file__).parent / "data"
 ROWS = DATA / "synlogic_rows.jsonl"
 ANSWERS = json.loads((DATA / "synlogic_answers.json").read_text())
 ALL = {"train": None, "rl": 0, "eval": 0}
+SKIP = ["zebra_puzzle", "arc_agi"]
 
 
 @pytest.fixture(scope="module")
 def items() -> dict:
-    suite = SynLogicSuite(path=str(ROWS), sizes=ALL)
+    suite = SynLogicSuite(path=str(ROWS), sizes=ALL, skip_types=SKIP)
     return {it.metadata["task"]: it for it in suite.items("train")}
 
 
@@ -103,22 +105,28 @@ def test_python_literals_are_never_executed(items, task, tmp_path):
     assert not target.exists()
 
 
-def test_unverifiable_types_are_skipped_with_one_warning(caplog):
-    suite = SynLogicSuite(path=str(ROWS), sizes=ALL)
+def test_types_without_a_checker_fail_unless_listed_in_skip_types(caplog):
+    with pytest.raises(ValueError, match=r"no checker for task types \{'zebra_puzzle': 2, 'arc_agi': 1\}.*skip_types"):
+        SynLogicSuite(path=str(ROWS), sizes=ALL).items("train")
+    with pytest.raises(ValueError, match="arc_agi"):  # every unknown type must be listed
+        SynLogicSuite(path=str(ROWS), sizes=ALL, skip_types=["zebra_puzzle"]).items("train")
+    suite = SynLogicSuite(path=str(ROWS), sizes=ALL, skip_types=SKIP)
     with caplog.at_level(logging.WARNING, logger="verifiers.synlogic"):
         items = suite.items("train")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
-    assert "arrow_maze: 2" in warnings[0].getMessage() and "minesweeper: 1" in warnings[0].getMessage()
-    assert dict(suite.skipped) == {"arrow_maze": 2, "minesweeper": 1}
+    assert "zebra_puzzle: 2" in warnings[0].getMessage() and "arc_agi: 1" in warnings[0].getMessage()
+    assert dict(suite.skipped) == {"zebra_puzzle": 2, "arc_agi": 1}
     assert len(items) == len(CHECKS)  # none of the skipped rows became an item
+    stats = suite.stats()
+    assert stats["rows_by_type"] == {t: 1 for t in CHECKS} and stats["skipped_types"] == {"zebra_puzzle": 2, "arc_agi": 1}
 
 
 def test_parquet_and_jsonl_give_the_same_items(tmp_path):
     rows = [json.loads(line) for line in ROWS.read_text().splitlines()]
     pd.DataFrame(rows).to_parquet(tmp_path / "rows.parquet")
-    from_parquet = SynLogicSuite(path=str(tmp_path / "rows.parquet"), sizes=ALL).items("train")
-    from_jsonl = SynLogicSuite(path=str(ROWS), sizes=ALL).items("train")
+    from_parquet = SynLogicSuite(path=str(tmp_path / "rows.parquet"), sizes=ALL, skip_types=SKIP).items("train")
+    from_jsonl = SynLogicSuite(path=str(ROWS), sizes=ALL, skip_types=SKIP).items("train")
     assert sorted(from_parquet, key=lambda i: i.id) == sorted(from_jsonl, key=lambda i: i.id)
     answers = {it.metadata["task"]: it for it in from_parquet}
     assert score_synlogic(answers["sudoku"], f"<answer>{ANSWERS['sudoku']['correct']}</answer>").correct
@@ -127,7 +135,7 @@ def test_parquet_and_jsonl_give_the_same_items(tmp_path):
 def test_splits_never_share_a_prompt(tmp_path):
     rows = [json.loads(line) for line in ROWS.read_text().splitlines()]
     (tmp_path / "eval.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]))  # overlaps the pool
-    suite = build_suite({"suite": "synlogic", "path": str(ROWS), "eval_path": str(tmp_path / "eval.jsonl"),
+    suite = build_suite({"suite": "synlogic", "path": str(ROWS), "eval_path": str(tmp_path / "eval.jsonl"), "skip_types": SKIP,
                          "sizes": {"train": 5, "rl": None, "eval": None}, "seed": 1})
     seen: dict[str, str] = {}
     for split in SPLITS:
@@ -138,10 +146,13 @@ def test_splits_never_share_a_prompt(tmp_path):
 
 
 def test_task_filter_and_errors():
-    only = SynLogicSuite(path=str(ROWS), sizes=ALL, tasks=["val/sudoku", "survo"]).items("train")
-    assert sorted(it.metadata["task"] for it in only) == ["sudoku", "survo"]
+    suite = SynLogicSuite(path=str(ROWS), sizes=ALL, tasks=["val/sudoku", "survo"], skip_types=SKIP)
+    assert sorted(it.metadata["task"] for it in suite.items("train")) == ["sudoku", "survo"]
+    assert suite.stats()["filtered_types"] == {t: 1 for t in CHECKS if t not in ("sudoku", "survo")}
     with pytest.raises(ValueError, match="no verifier"):
-        SynLogicSuite(path=str(ROWS), tasks=["arrow_maze"])
+        SynLogicSuite(path=str(ROWS), tasks=["zebra_puzzle"])
+    with pytest.raises(ValueError, match="validate"):
+        SynLogicSuite(path=str(ROWS), validate="sometimes")
     with pytest.raises(FileNotFoundError):
         SynLogicSuite(path="/nonexistent/synlogic").items("train")
     assert not os.path.exists("/nonexistent/synlogic")

@@ -24,7 +24,8 @@ SUITE_CFGS = {
     "toy": {"sizes": {"train": 4, "rl": 4, "eval": 4}, "pretrain_size": 0},
     "logic": {"seed": 2, "sizes": {"train": 0, "rl": 4, "eval": 0},
               "games": {"maze": {}, "knights_knaves": {}, "mini_sudoku": {}, "countdown": {}}},
-    "synlogic": {"path": str(DATA / "synlogic_rows.jsonl"), "sizes": {"train": 0, "rl": None, "eval": 0}},
+    "synlogic": {"path": str(DATA / "synlogic_rows.jsonl"), "sizes": {"train": 0, "rl": None, "eval": 0},
+                 "skip_types": ["zebra_puzzle", "arc_agi"]},
     "math": {"sizes": {"train": 0, "rl": 4, "eval": 0}},
 }
 

@@ -1,12 +1,23 @@
 """SynLogic rows exported from the hub (``MiniMaxAI/SynLogic``), read from local files (``task=synlogic``).
 
+The PEAR paper's logic experiments train and evaluate on SynLogic (§4.1.1, Fig. 4a).
+
 Rows are in SynLogic's verl-style schema: ``data_source`` (the task; validation rows may carry a
 ``val/`` prefix), ``prompt`` (chat list), ``ability``, ``reward_model.ground_truth`` and
 ``extra_info.game_data_str`` (a JSON record ``{question, answer, difficulty, metadata}``). Files
 are parquet or jsonl; a directory means every such file in it.
 
-Only task types with a native checker (``verifiers.synlogic_checks.CHECKS``) become items. The
-others are skipped and counted, with one warning listing the types and counts, never scored 0.
+Every task type in SynLogic's repository has a native checker (``verifiers.synlogic_checks``).
+A row of any other type stops the suite with the types and counts, unless the type is listed
+in ``skip_types`` (then it is skipped, counted and warned about once): nothing is dropped
+silently. ``tasks`` restricts the suite to some types on purpose (the rest are counted as
+filtered). ``stats()`` holds the counts per type for the verify manifest.
+
+``validate: report`` checks, once per load, every rule-checked row's stored answer against its
+puzzle (``verifiers.synlogic_validate``) and counts ``ok / broken_answer / unsolvable /
+unchecked`` per type; ``validate: drop`` also removes broken and unsolvable rows before the
+splits are drawn. ``official_verifiers: PATH`` scores with SynLogic's own verifier classes from
+a checkout at PATH (``verifiers.synlogic_official``) instead of the native checkers.
 
 Splits: ``eval`` comes from ``eval_path`` if given, else it is drawn first from the shuffled
 pool; ``train`` then ``rl`` are drawn from what remains. A prompt appears in one split only.
@@ -14,7 +25,10 @@ A size of ``null`` takes all that remain.
 
 Scoring follows SynLogic's reward: the answer is the first ``<answer>…</answer>`` after the
 last ``</think>``, then the task's checker (SynLogic's ``reward_example`` takes the first
-``<answer>`` anywhere, its base verifier the first after the first ``</think>``).
+``<answer>`` anywhere, its base verifier the first after the first ``</think>``). An empty
+``<answer></answer>`` is an answer only where "nothing" is a right answer
+(dyck_language_reasoning_errors); SynLogic's base verifier also scores a completion with no
+``<answer>`` at all as "" there, which we do not.
 """
 from __future__ import annotations
 
@@ -29,13 +43,14 @@ from typing import Any
 
 from verifiers.base import SPLITS, Item, Verdict, check_split, normalized_answer, prompt_text
 from verifiers.extract import answer_tag
-from verifiers.synlogic_checks import CHECKS
+from verifiers.synlogic_checks import CHECKS, EMPTY_ANSWER_OK
 
 log = logging.getLogger(__name__)
 
 TASKS = tuple(CHECKS)
 ALIASES = {"skyscraper": "skyscraper_puzzle", "star_placement": "star_placement_puzzle",
-           "dyck_languages": "dyck_language"}
+           "dyck_languages": "dyck_language", "mathador": "game_of_24"}
+VALIDATE_MODES = ("off", "report", "drop")
 
 
 class SynLogicSuite:
@@ -48,6 +63,9 @@ class SynLogicSuite:
         seed: int = 0,
         sizes: Mapping[str, int | None] | None = None,
         tasks: Sequence[str] | None = None,
+        skip_types: Sequence[str] | None = None,
+        validate: str = "off",
+        official_verifiers: str | None = None,
     ) -> None:
         self.paths = _as_list(path)
         self.eval_paths = _as_list(eval_path)
@@ -57,7 +75,20 @@ class SynLogicSuite:
         unknown = set(self.tasks or ()) - set(TASKS)
         if unknown:
             raise ValueError(f"synlogic: no verifier for tasks {sorted(unknown)}; covered: {', '.join(TASKS)}")
+        self.skip_types = {task_name(t) for t in (skip_types or ())}
+        validate = "off" if validate in (False, None) else validate  # YAML reads a bare off as false
+        if validate not in VALIDATE_MODES:
+            raise ValueError(f"synlogic: validate={validate!r}; valid modes: {', '.join(VALIDATE_MODES)}")
+        self.validate = validate
+        self.official = None
+        if official_verifiers:
+            from verifiers.synlogic_official import checkout_root
+
+            self.official = str(checkout_root(official_verifiers))
         self.skipped: Counter[str] = Counter()
+        self.filtered: Counter[str] = Counter()
+        self.loaded: Counter[str] = Counter()
+        self.validation: dict[str, Counter[str]] = {}
         self._pools: dict[str, list[Item]] | None = None
 
     def items(self, split: str) -> list[Item]:
@@ -72,6 +103,15 @@ class SynLogicSuite:
     def same_answer(self, a: str, b: str) -> bool:
         """Equal answer strings after ``normalized_answer`` (whitespace, Unicode forms)."""
         return normalized_answer(a) == normalized_answer(b)
+
+    def stats(self) -> dict:
+        """Rows per task type: loaded, skipped (``skip_types``), filtered (``tasks``), validation."""
+        if self._pools is None:
+            self._pools = self._build()
+        return {"rows_by_type": dict(sorted(self.loaded.items())), "skipped_types": dict(self.skipped),
+                "filtered_types": dict(self.filtered), "validate": self.validate,
+                "validation": {t: dict(c) for t, c in sorted(self.validation.items())},
+                "scorer": "official" if self.official else "native"}
 
     # -- loading ----------------------------------------------------------------------------
     def _build(self) -> dict[str, list[Item]]:
@@ -92,32 +132,67 @@ class SynLogicSuite:
                 pools[split] = _take(pool, self.sizes[split], taken)
         if self.skipped:
             counts = ", ".join(f"{t}: {n}" for t, n in self.skipped.most_common())
-            log.warning("synlogic: skipped %d rows of task types without a verifier (%s)",
+            log.warning("synlogic: skipped %d rows of task types listed in skip_types (%s)",
                         sum(self.skipped.values()), counts)
+        bad = {t: c["broken_answer"] + c["unsolvable"] for t, c in self.validation.items()}
+        if any(bad.values()):
+            log.warning("synlogic: rows whose stored answer breaks the rules or that have no solution "
+                        "(validate=%s): %s", self.validate, {t: n for t, n in bad.items() if n})
         return pools
 
     def _load(self, paths: list[str]) -> list[Item]:
-        items = []
+        items, unknown = [], Counter()
         for row in read_rows(paths):
             task = task_name(row.get("data_source", ""))
-            if task not in CHECKS or (self.tasks is not None and task not in self.tasks):
-                if task not in CHECKS:
-                    self.skipped[task] += 1
-                continue
-            items.append(row_to_item(row, task))
+            if task not in CHECKS:
+                (self.skipped if task in self.skip_types else unknown)[task] += 1
+            elif self.tasks is not None and task not in self.tasks:
+                self.filtered[task] += 1
+            else:
+                item = row_to_item(row, task, self.official)
+                if self._keep(item):
+                    self.loaded[task] += 1
+                    items.append(item)
+        if unknown:
+            raise ValueError(f"synlogic: no checker for task types {dict(unknown.most_common())} (rows); "
+                             "list them under task.skip_types to skip them on purpose. Covered: "
+                             + ", ".join(TASKS))
         return items
+
+    def _keep(self, item: Item) -> bool:
+        """Validate the row's stored answer (``validate`` mode); False drops it."""
+        if self.validate == "off":
+            return True
+        from verifiers.synlogic_validate import validate_row
+
+        task = item.metadata["task"]
+        try:
+            game = json.loads(item.metadata["game_data_str"])
+            status = validate_row(task, game) if isinstance(game, dict) else "broken_answer"
+        except ValueError:
+            status = "broken_answer"
+        self.validation.setdefault(task, Counter())[status] += 1
+        return self.validate == "report" or status not in ("broken_answer", "unsolvable")
 
 
 def score_synlogic(item: Item, completion: str) -> Verdict:
     """Score a SynLogic item from the item alone (also the verl reward path)."""
+    task = task_name(item.metadata.get("task", ""))
     found = answer_tag(completion, which="first")
+    if found.text is None and task in EMPTY_ANSWER_OK and found.reason.startswith("empty"):
+        found = type(found)("")  # "no wrong thought" is an empty answer for this task
     if found.text is None:
         return Verdict(0.0, False, None, found.reason)
-    task = task_name(item.metadata.get("task", ""))
     check = CHECKS.get(task)
-    if check is None:
+    official = item.metadata.get("official_verifiers")
+    if check is None and not official:
         return Verdict(0.0, False, found.text, f"no verifier for task {task!r}")
     try:
+        if official:
+            from verifiers.synlogic_official import official_check
+
+            ok, reason = official_check(official, task, found.text, item.metadata.get("game_data_str") or "{}")
+            return Verdict(1.0 if ok else 0.0, bool(ok), found.text, reason)
         game = json.loads(item.metadata.get("game_data_str") or "{}")
         if not isinstance(game, dict):
             raise ValueError("game_data_str is not a JSON object")
@@ -149,7 +224,7 @@ def read_rows(paths: list[str]) -> list[dict]:
     return rows
 
 
-def row_to_item(row: Mapping[str, Any], task: str) -> Item:
+def row_to_item(row: Mapping[str, Any], task: str, official: str | None = None) -> Item:
     prompt = row.get("prompt")
     if isinstance(prompt, Sequence) and not isinstance(prompt, str):
         prompt = [{"role": str(m.get("role", "user")), "content": str(m.get("content", ""))} for m in prompt]
@@ -162,9 +237,10 @@ def row_to_item(row: Mapping[str, Any], task: str) -> Item:
         game_data_str = json.dumps({"answer": truth, "metadata": {}})
     answer = truth if isinstance(truth, str) else json.dumps(truth)
     digest = hashlib.sha1(prompt_text(prompt).encode()).hexdigest()[:12]
-    return Item(id=f"synlogic-{task}-{digest}", prompt=prompt, answer=answer,
-                metadata={"task": task, "game_data_str": str(game_data_str),
-                          "data_source": str(row.get("data_source", task))})
+    metadata = {"task": task, "game_data_str": str(game_data_str), "data_source": str(row.get("data_source", task))}
+    if official:  # travels with the item, so the verl reward workers use the same verifier
+        metadata["official_verifiers"] = official
+    return Item(id=f"synlogic-{task}-{digest}", prompt=prompt, answer=answer, metadata=metadata)
 
 
 def _take(pool: deque[Item], n: int | None, taken: set[str]) -> list[Item]:
