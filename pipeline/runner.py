@@ -4,6 +4,18 @@ Ray lives here and nowhere else. ``cluster=local`` starts Ray on this machine, `
 joins a running cluster by address, ``cluster=inline`` runs the stages one by one in this process
 (for debugging with pdb; no Ray at all). A stage that fails stops its branch (its descendants are
 skipped), the other branches finish, and the run reports the failed stage and its log file.
+
+GPUs (``pipeline/gpus.py``): each stage task asks Ray for ``resources.<stage>`` plus one
+``gpu_lease`` per GPU it holds or, for ``rl=verl``, per GPU verl's workers will take. Every ready
+node is submitted at once and waits in Ray's queue until its resources are free, however long
+that takes; the other ready nodes run meanwhile. A request no node could ever hold stops the run
+before any work.
+
+Locks: a stage task never waits on another process's lock while it holds GPUs. The task tries
+the lock once (``execute(..., lock_timeout=0)``); if another process holds it, the task returns
+at once (its resources go back to Ray) and the driver polls the lock itself, at most
+``cluster.lock_timeout_s`` seconds, before submitting the node again (or reusing the output the
+other process published). Past the limit the node fails with a message naming the holder.
 """
 from __future__ import annotations
 
@@ -13,8 +25,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pipeline.dag import Dag, Ref
-from pipeline.execute import Spec, execute
+from pipeline import gpus
+from pipeline.cache import read_manifest
+from pipeline.cluster import init_ray
+from pipeline.dag import Dag, Node, Ref
+from pipeline.execute import LOCK_TIMEOUT_S, Spec, execute, release_lock, take_lock
+
+#: seconds between the driver's looks at locks held by other processes
+LOCK_POLL_S = 2.0
 
 
 @dataclass
@@ -55,7 +73,7 @@ def run(dag: Dag, cluster: dict[str, Any], echo: Callable[[str], None] = print) 
         return out
     kind = cluster.get("kind", "local")
     if kind == "inline":
-        _run_inline(dag, todo, out, echo)
+        _run_inline(dag, todo, out, echo, float(cluster.get("lock_timeout_s") or LOCK_TIMEOUT_S))
     elif kind in ("local", "ray"):
         _run_ray(dag, todo, out, cluster, echo)
     else:
@@ -92,7 +110,7 @@ def _bars() -> bool:
     return sys.stdout.isatty() and os.environ.get("PIPELINE_PROGRESS", "1") != "0"
 
 
-def _run_inline(dag: Dag, todo: list[str], out: Outcome, echo) -> None:
+def _run_inline(dag: Dag, todo: list[str], out: Outcome, echo, lock_timeout: float) -> None:
     import traceback
 
     import stages.common as common
@@ -103,7 +121,7 @@ def _run_inline(dag: Dag, todo: list[str], out: Outcome, echo) -> None:
             continue
         echo(f"[{nid}] started")
         try:
-            result = execute(spec_for(dag, nid), on_wait=echo)
+            result = execute(spec_for(dag, nid), on_wait=echo, lock_timeout=lock_timeout)
             _finish(dag, nid, result, None, out, echo)
         except Exception:
             _finish(dag, nid, None, traceback.format_exc(), out, echo)
@@ -122,28 +140,34 @@ def _ray_task(spec: Spec, bars: bool) -> dict:
     common.set_parallel_map(ray_map)
     # a stage that starts Ray work of its own (verl's main_ppo) joins this cluster, not a new one
     os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
-    return execute(spec, passthrough=lambda s: tqdm_ray.RAY_TQDM_MAGIC in s)
+    return execute(spec, passthrough=lambda s: tqdm_ray.RAY_TQDM_MAGIC in s, lock_timeout=0)
 
 
-def init_ray(cluster: dict[str, Any]) -> None:
-    import logging
-
-    import ray
-
-    if ray.is_initialized():
-        return
-    env = {"PYTHONPATH": os.pathsep.join(p for p in [_repo_root(), os.environ.get("PYTHONPATH")] if p)}
-    kw: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": True,
-                          "runtime_env": {"env_vars": env}}
-    if cluster.get("kind") == "ray":
-        ray.init(address=cluster.get("address") or "auto", **kw)
-    else:
-        ray.init(num_cpus=cluster.get("num_cpus") or os.cpu_count(),
-                 num_gpus=cluster.get("num_gpus"), include_dashboard=False, **kw)
+def task_options(node: Node, leased: bool) -> dict[str, Any]:
+    """Ray ``.options()`` of a node's task: CPUs, its GPUs and leases (``pipeline/gpus.py``)."""
+    r = node.resources
+    lease = gpus.lease_of(r, gpus.external_gpus(node.stage, node.cfg))
+    return {"num_cpus": r.get("num_cpus", 1), **gpus.ray_options(gpus.holds_gpus(r), lease, leased),
+            "max_retries": int(r.get("max_retries", 1)), "retry_exceptions": False,
+            "name": node.id}
 
 
-def _repo_root() -> str:
-    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+def _request(opts: dict[str, Any]) -> dict[str, float]:
+    return {"CPU": float(opts["num_cpus"]), "GPU": float(opts["num_gpus"]),
+            **{k: float(v) for k, v in (opts.get("resources") or {}).items()}}
+
+
+def _lock_state(dag: Dag, nid: str) -> str | None:
+    """None if the node can be submitted now, "complete" if another process published it
+    meanwhile, else who holds its lock."""
+    sd = dag.dir(nid)
+    if sd.complete():
+        return "complete"
+    lock = take_lock(sd, 0)
+    if lock is None:
+        return sd.holder()
+    release_lock(sd, lock)
+    return None
 
 
 def _run_ray(dag: Dag, todo: list[str], out: Outcome, cluster: dict, echo) -> None:
@@ -151,29 +175,57 @@ def _run_ray(dag: Dag, todo: list[str], out: Outcome, cluster: dict, echo) -> No
     from ray.exceptions import RayError, RayTaskError
 
     init_ray(cluster)
+    leased = gpus.leased_cluster()
+    opts = {nid: task_options(dag.nodes[nid], leased) for nid in todo}
+    gpus.check_leases(any(gpus.external_gpus(dag.nodes[n].stage, dag.nodes[n].cfg) for n in todo))
+    gpus.check_fits({nid: _request(o) for nid, o in opts.items()})
+    lock_timeout = float(cluster.get("lock_timeout_s") or LOCK_TIMEOUT_S)
     remote = ray.remote(_ray_task)
     bars = _bars()
     running: dict[Any, str] = {}
+    waiting: dict[str, float | None] = {}  # ready nodes -> since when another process locks them
     pending = list(todo)
-    started: dict[str, float] = {}
-    while pending or running:
+    while pending or running or waiting:
         for nid in [n for n in pending if _ready(dag, n, out)]:
             pending.remove(nid)
-            r = dag.nodes[nid].resources
-            ref = remote.options(num_cpus=r.get("num_cpus", 1), num_gpus=r.get("num_gpus", 0),
-                                 max_retries=int(r.get("max_retries", 1)), retry_exceptions=False,
-                                 name=nid).remote(spec_for(dag, nid), bars)
-            running[ref] = nid
-            started[nid] = time.time()
-            echo(f"[{nid}] started")
+            waiting[nid] = None
+        for nid in list(waiting):
+            state = _lock_state(dag, nid)
+            if state is None:
+                del waiting[nid]
+                running[remote.options(**opts[nid]).remote(spec_for(dag, nid), bars)] = nid
+                echo(f"[{nid}] started")
+            elif state == "complete":
+                del waiting[nid]
+                _finish(dag, nid, {"status": "reused", "seconds": 0.0,
+                                   "metrics": read_manifest(dag.dir(nid).final)["metrics"]},
+                        None, out, echo)
+            elif waiting[nid] is None:
+                waiting[nid] = time.time()
+                echo(f"[{nid}] waiting: another process is computing it ({state})")
+            elif time.time() - waiting[nid] > lock_timeout:
+                del waiting[nid]
+                _finish(dag, nid, None, f"LockTimeout: still locked after {lock_timeout:g} s by "
+                        f"{state}; if that process is stuck, stop it", out, echo)
         pending = [n for n in pending if out.states.get(n) != "skipped"]
         if not running:
+            if waiting:
+                time.sleep(LOCK_POLL_S)
+                continue
             break
-        done, _ = ray.wait(list(running), num_returns=1)
+        done, _ = ray.wait(list(running), num_returns=1, timeout=LOCK_POLL_S if waiting else None)
+        if not done:
+            continue
         nid = running.pop(done[0])
         try:
-            _finish(dag, nid, ray.get(done[0]), None, out, echo)
+            result = ray.get(done[0])
         except RayTaskError as e:
             _finish(dag, nid, None, str(e.cause if e.cause is not None else e), out, echo)
+            continue
         except RayError as e:  # worker died and retries ran out, OOM kill, node lost...
             _finish(dag, nid, None, f"{type(e).__name__}: {e}", out, echo)
+            continue
+        if result["status"] == "busy":  # another process took the lock first: wait without GPUs
+            waiting[nid] = None
+        else:
+            _finish(dag, nid, result, None, out, echo)
