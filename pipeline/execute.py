@@ -210,12 +210,10 @@ def _injected_fault(spec: Spec) -> None:
 
 
 def _set_threads(n: int) -> None:
+    """torch's intra-op threads = the stage's CPUs: read from ``OMP_NUM_THREADS`` when torch is
+    first imported, set directly if this process imported it already (a reused Ray worker)."""
     n = max(1, int(n))
     os.environ["OMP_NUM_THREADS"] = str(n)
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 

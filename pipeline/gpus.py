@@ -30,6 +30,15 @@ GPU is ever used twice and verl's start check cannot fail for a busy cluster, on
    gate's verl starts, free GPUs ≥ ``N`` − our holders' GPUs − other verl runs' GPUs ≥ its own
    gate's leases = what it asks for.
 
+4. Ray's scheduler (each node's raylet) frees and grants resources at once, but the view that
+   verl's check reads (``available_resources_per_node``, reported to Ray's GCS) lags behind. So a
+   gate waits until that view shows its GPUs free before its stage starts verl, and gives its
+   leases back only once the view shows them free again after verl exited (verl's driver exits
+   before Ray has removed its placement groups): :func:`wait_free`. On one node whose gates take
+   every GPU (the paper's setups: 8 of 8) "``e`` GPUs free" means exactly that no one else holds
+   them; with smaller gates it can be met early, and the rl stage's own start retries
+   (``rl.start_retries``) cover the rest.
+
 GPUs themselves are always handed out by Ray, so two holders never share an id whatever the
 order; the leases only make verl's fail-fast check pass. Across several nodes the same sums hold
 cluster-wide (verl's check counts GPUs on all nodes); verl's placement group then waits for a
@@ -38,9 +47,13 @@ would need leases on several nodes at once and is refused before any work (:func
 """
 from __future__ import annotations
 
+import logging
 import os
+import time
 from pathlib import Path
 from typing import Any, Mapping
+
+log = logging.getLogger(__name__)
 
 #: Ray resource that partitions each node's GPUs between our holders and verl runs (their gates)
 LEASE = "gpu_lease"
@@ -131,3 +144,17 @@ def local_gpu_count() -> int:
     import torch
 
     return torch.cuda.device_count()
+
+
+def wait_free(gpus: float, timeout_s: float = 600.0, poll_s: float = 0.25) -> bool:
+    """In a gate, before starting verl and after it exited: wait until Ray's cluster view shows
+    ``gpus`` GPUs free, at most ``timeout_s``; False (and a warning) if it never did."""
+    import ray
+
+    deadline = time.time() + timeout_s
+    while ray.available_resources().get("GPU", 0) < gpus:
+        if time.time() > deadline:
+            log.warning("Ray does not show %g GPU(s) free after %.0f s; going on", gpus, timeout_s)
+            return False
+        time.sleep(poll_s)
+    return True

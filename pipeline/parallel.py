@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import deque
 from typing import Any, Callable, Iterator, Sequence
 
@@ -43,10 +44,9 @@ class _Worker:
 
     def __init__(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],
                  threads: int) -> None:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
-
-        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is first imported
+        if "torch" in sys.modules:  # imported already (unpickling make_worker may import it)
+            sys.modules["torch"].set_num_threads(threads)
         self.fn = fn
         self.worker = make_worker()
 

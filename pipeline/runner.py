@@ -127,9 +127,12 @@ def _run_inline(dag: Dag, todo: list[str], out: Outcome, echo, lock_timeout: flo
             _finish(dag, nid, None, traceback.format_exc(), out, echo)
 
 
-def _ray_task(spec: Spec, bars: bool) -> dict:
+def _ray_task(spec: Spec, bars: bool, gate: float = 0.0) -> dict:
     """Body of a stage's Ray task: progress bars go to the driver through ray's tqdm, and
-    ``parallel_map`` runs shards on Ray actors (``sampler.workers``, pipeline/parallel.py)."""
+    ``parallel_map`` runs shards on Ray actors (``sampler.workers``, pipeline/parallel.py).
+    ``gate``: GPUs a child (verl) takes outside this task and this task holds leases for; the
+    stage starts once Ray's view shows them free, and the task returns (gives the leases back)
+    once it shows them free again (``gpus.wait_free``)."""
     import ray
     from ray.experimental import tqdm_ray
 
@@ -140,7 +143,13 @@ def _ray_task(spec: Spec, bars: bool) -> dict:
     common.set_parallel_map(ray_map)
     # a stage that starts Ray work of its own (verl's main_ppo) joins this cluster, not a new one
     os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
-    return execute(spec, passthrough=lambda s: tqdm_ray.RAY_TQDM_MAGIC in s, lock_timeout=0)
+    if gate > 0:
+        gpus.wait_free(gate)
+    try:
+        return execute(spec, passthrough=lambda s: tqdm_ray.RAY_TQDM_MAGIC in s, lock_timeout=0)
+    finally:
+        if gate > 0:
+            gpus.wait_free(gate)
 
 
 def task_options(node: Node, leased: bool) -> dict[str, Any]:
@@ -193,7 +202,9 @@ def _run_ray(dag: Dag, todo: list[str], out: Outcome, cluster: dict, echo) -> No
             state = _lock_state(dag, nid)
             if state is None:
                 del waiting[nid]
-                running[remote.options(**opts[nid]).remote(spec_for(dag, nid), bars)] = nid
+                node = dag.nodes[nid]
+                gate = gpus.external_gpus(node.stage, node.cfg)
+                running[remote.options(**opts[nid]).remote(spec_for(dag, nid), bars, gate)] = nid
                 echo(f"[{nid}] started")
             elif state == "complete":
                 del waiting[nid]
