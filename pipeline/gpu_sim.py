@@ -40,6 +40,28 @@ HOST = "verl_main_ppo_host"
 ENGINE_STAGES = ("sample", "score", "eval")
 
 
+#: GPU-hours per stage run of ``synlogic_qwen3_1p7b`` (README "GPU hours"): sampling and scoring
+#: with Qwen3-8B ≈ 30 h once per study, split 3:1 as the README's decode (5k tokens/s) and prefill
+#: (15k tokens/s) rates give for the same tokens; SFT ≈ 3 h and GRPO ≈ 21 h per run; eval and
+#: analysis share the rest of the README's 380 h total (14 RL runs: 30 + 13·3 + 14·21 = 363 h):
+#: 0.5 h per eval (29) and 0.1 h per analysis (27).
+GPU_HOURS_1P7B = {"sample": 22.5, "score": 7.5, "sft": 3.0, "rl": 21.0, "eval": 0.5,
+                  "analysis": 0.1}
+
+
+def shards_for(cfg: dict[str, Any]) -> dict[str, int]:
+    """Shards per data-parallel stage as the study's config cuts them: sample by
+    ``sample.shard_size`` prompts, score by ``score.shard_size`` responses (about half of the
+    ``sample.n`` per prompt verified correct, README), eval: one shard when ``eval.shard_size``
+    is null, else one per sampler worker (the eval split's size is not known here)."""
+    train = int(cfg["task"]["sizes"]["train"])
+    sample = -(-train // int(cfg["sample"]["shard_size"]))
+    responses = train * int(cfg["sample"]["n"]) // 2
+    score = -(-responses // int(cfg["score"]["shard_size"]))
+    evals = int(cfg["sampler"].get("workers") or 1) if cfg["eval"].get("shard_size") else 1
+    return {"sample": sample, "score": score, "eval": evals}
+
+
 @dataclass
 class Plan:
     """What the stubs do: GPU-hours per stage, shards per data-parallel stage, time scale."""
