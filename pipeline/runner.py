@@ -180,63 +180,84 @@ def _lock_state(dag: Dag, nid: str) -> str | None:
 
 
 def _run_ray(dag: Dag, todo: list[str], out: Outcome, cluster: dict, echo) -> None:
-    import ray
-    from ray.exceptions import RayError, RayTaskError
-
     init_ray(cluster)
     leased = gpus.leased_cluster()
     opts = {nid: task_options(dag.nodes[nid], leased) for nid in todo}
     gpus.check_leases(any(gpus.external_gpus(dag.nodes[n].stage, dag.nodes[n].cfg) for n in todo))
     gpus.check_fits({nid: _request(o) for nid, o in opts.items()})
-    lock_timeout = float(cluster.get("lock_timeout_s") or LOCK_TIMEOUT_S)
-    remote = ray.remote(_ray_task)
-    bars = _bars()
-    running: dict[Any, str] = {}
-    waiting: dict[str, float | None] = {}  # ready nodes -> since when another process locks them
-    pending = list(todo)
-    while pending or running or waiting:
-        for nid in [n for n in pending if _ready(dag, n, out)]:
-            pending.remove(nid)
-            waiting[nid] = None
-        for nid in list(waiting):
-            state = _lock_state(dag, nid)
-            if state is None:
-                del waiting[nid]
-                node = dag.nodes[nid]
-                gate = gpus.external_gpus(node.stage, node.cfg)
-                running[remote.options(**opts[nid]).remote(spec_for(dag, nid), bars, gate)] = nid
-                echo(f"[{nid}] started")
-            elif state == "complete":
-                del waiting[nid]
-                _finish(dag, nid, {"status": "reused", "seconds": 0.0,
-                                   "metrics": read_manifest(dag.dir(nid).final)["metrics"]},
-                        None, out, echo)
-            elif waiting[nid] is None:
-                waiting[nid] = time.time()
-                echo(f"[{nid}] waiting: another process is computing it ({state})")
-            elif time.time() - waiting[nid] > lock_timeout:
-                del waiting[nid]
-                _finish(dag, nid, None, f"LockTimeout: still locked after {lock_timeout:g} s by "
-                        f"{state}; if that process is stuck, stop it", out, echo)
-        pending = [n for n in pending if out.states.get(n) != "skipped"]
-        if not running:
-            if waiting:
+    _RayDriver(dag, out, echo, opts, float(cluster.get("lock_timeout_s") or LOCK_TIMEOUT_S)).run(todo)
+
+
+class _RayDriver:
+    """Submits ready nodes as Ray tasks (after a look at their locks) and collects results."""
+
+    def __init__(self, dag: Dag, out: Outcome, echo, opts: dict[str, dict], lock_timeout: float):
+        import ray
+
+        self.dag, self.out, self.echo, self.opts = dag, out, echo, opts
+        self.lock_timeout = lock_timeout
+        self.remote, self.bars = ray.remote(_ray_task), _bars()
+        self.running: dict[Any, str] = {}
+        self.waiting: dict[str, float | None] = {}  # ready node -> since when another process locks it
+
+    def run(self, todo: list[str]) -> None:
+        import ray
+
+        pending = list(todo)
+        while pending or self.running or self.waiting:
+            for nid in [n for n in pending if _ready(self.dag, n, self.out)]:
+                pending.remove(nid)
+                self.waiting[nid] = None
+            for nid in list(self.waiting):
+                self.admit(nid)
+            pending = [n for n in pending if self.out.states.get(n) != "skipped"]
+            if not self.running:
+                if not self.waiting:
+                    break
                 time.sleep(LOCK_POLL_S)
                 continue
-            break
-        done, _ = ray.wait(list(running), num_returns=1, timeout=LOCK_POLL_S if waiting else None)
-        if not done:
-            continue
-        nid = running.pop(done[0])
+            done, _ = ray.wait(list(self.running), num_returns=1,
+                               timeout=LOCK_POLL_S if self.waiting else None)
+            if done:
+                self.collect(done[0])
+
+    def admit(self, nid: str) -> None:
+        """Submit ``nid`` if no other process locks it; reuse its output if one published it."""
+        dag, state = self.dag, _lock_state(self.dag, nid)
+        if state is None:
+            del self.waiting[nid]
+            node = dag.nodes[nid]
+            gate = gpus.external_gpus(node.stage, node.cfg)
+            ref = self.remote.options(**self.opts[nid]).remote(spec_for(dag, nid), self.bars, gate)
+            self.running[ref] = nid
+            self.echo(f"[{nid}] started")
+        elif state == "complete":
+            del self.waiting[nid]
+            _finish(dag, nid, {"status": "reused", "seconds": 0.0,
+                               "metrics": read_manifest(dag.dir(nid).final)["metrics"]},
+                    None, self.out, self.echo)
+        elif self.waiting[nid] is None:
+            self.waiting[nid] = time.time()
+            self.echo(f"[{nid}] waiting: another process is computing it ({state})")
+        elif time.time() - self.waiting[nid] > self.lock_timeout:
+            del self.waiting[nid]
+            _finish(dag, nid, None, f"LockTimeout: still locked after {self.lock_timeout:g} s "
+                    f"by {state}; if that process is stuck, stop it", self.out, self.echo)
+
+    def collect(self, ref: Any) -> None:
+        import ray
+        from ray.exceptions import RayError, RayTaskError
+
+        nid = self.running.pop(ref)
         try:
-            result = ray.get(done[0])
+            result = ray.get(ref)
         except RayTaskError as e:
-            _finish(dag, nid, None, str(e.cause if e.cause is not None else e), out, echo)
-            continue
+            _finish(self.dag, nid, None, str(e.cause if e.cause is not None else e), self.out, self.echo)
+            return
         except RayError as e:  # worker died and retries ran out, OOM kill, node lost...
-            _finish(dag, nid, None, f"{type(e).__name__}: {e}", out, echo)
-            continue
+            _finish(self.dag, nid, None, f"{type(e).__name__}: {e}", self.out, self.echo)
+            return
         if result["status"] == "busy":  # another process took the lock first: wait without GPUs
-            waiting[nid] = None
+            self.waiting[nid] = None
         else:
-            _finish(dag, nid, result, None, out, echo)
+            _finish(self.dag, nid, result, None, self.out, self.echo)

@@ -18,7 +18,6 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from pipeline import gpu_sim, gpus
-from pipeline.cache import StageDir
 from pipeline.cli import CONF_DIR, build_dag
 from pipeline.dag import Dag, Node
 from pipeline.execute import LockTimeout, Spec, execute
