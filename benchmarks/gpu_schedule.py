@@ -1,7 +1,8 @@
 """Simulated 8-GPU schedule of the 1.7B SynLogic study: makespan against the lower bound.
 
-    python benchmarks/gpu_schedule.py                      # scales 2 and 8 s per GPU-hour, ~15 min
-    python benchmarks/gpu_schedule.py --scales 1 4 --plot gpu_schedule.png
+    python benchmarks/gpu_schedule.py                      # scales 2 and 8 s per GPU-hour
+    python benchmarks/gpu_schedule.py --scales 4 16        # as reported: ~30 min on a busy 2-core box
+    python benchmarks/gpu_schedule.py --scales 1 4 --plot gpu_schedule.png --json runs.json
 
 The study's real DAG (``+experiment=synlogic_qwen3_1p7b``: 13 objectives, direct RL, every eval
 and analysis node, 87 nodes) runs through the real runner on a local Ray with 8 logical GPUs
