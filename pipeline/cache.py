@@ -1,4 +1,4 @@
-"""Content-addressed stage outputs: keys, atomic publication, locks (DESIGN.md "Stage contract").
+"""Content-addressed stage outputs: keys, atomic publication, locks.
 
 Layout of one stage output::
 

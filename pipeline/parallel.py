@@ -2,7 +2,7 @@
 
 The sample, score and eval stages call ``stages.common.parallel_map(make_worker, fn, tasks,
 workers=…, gpus_per_worker=…, cpus_per_worker=…)``; the runner's Ray task installs
-:func:`ray_map` there, so the stages themselves never import Ray (DESIGN.md "Execution").
+:func:`ray_map` there, so the stages themselves never import Ray.
 
 * ``workers <= 1`` (the default) or a single task, and the stage's own task holds the GPUs one
   engine needs (none on a CPU cluster; ``resources.<stage>.num_gpus`` ≥ ``gpus_per_worker``):
