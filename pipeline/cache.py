@@ -1,4 +1,4 @@
-"""Content-addressed stage outputs: keys, atomic publication, locks (DESIGN.md "Stage contract").
+"""Content-addressed stage outputs: keys, atomic publication, locks.
 
 Layout of one stage output::
 
@@ -6,6 +6,7 @@ Layout of one stage output::
     results/<experiment>/<stage>/.tmp-<key>-*    being written (removed or renamed into <key>/)
     results/<experiment>/<stage>/.work-<key>/    mid-stage checkpoints/shards, kept across crashes
     results/<experiment>/<stage>/.locks/<key>.lock
+    results/<experiment>/<stage>/.locks/<key>.holder   who holds the lock (pid, host, since)
     results/<experiment>/logs/<stage>-<key>.log
 
 ``key`` hashes the stage name, the stage's version, the resolved config the stage reads and the
@@ -16,13 +17,17 @@ Locks are ``fcntl`` advisory locks (``filelock.FileLock``): the kernel drops the
 dies, so a lock left by a killed process is recovered by the next process that asks. They work on
 local disks and on NFSv4 with working ``lockd``; on file systems without POSIX locks two processes
 could compute the same stage twice (still safe: the second rename loses and is discarded).
+The holder writes who it is next to the lock (the lock file itself is truncated by every process
+that asks for it), so a process that waits can say whom it waits for.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import platform
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +88,28 @@ class StageDir:
     def lock(self) -> FileLock:
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         return FileLock(str(self.lock_path))
+
+    @property
+    def holder_path(self) -> Path:
+        return self.lock_path.with_suffix(".holder")
+
+    def write_holder(self) -> None:
+        """Call right after taking ``lock()``: record this process as the holder."""
+        write_json_atomic(self.holder_path, {"pid": os.getpid(), "host": platform.node(),
+                                             "since": time.time()})
+
+    def clear_holder(self) -> None:
+        """Call right before releasing ``lock()``."""
+        self.holder_path.unlink(missing_ok=True)
+
+    def holder(self) -> str:
+        """Who holds the lock, in words (for messages of processes that wait on it)."""
+        try:
+            h = json.loads(self.holder_path.read_text())
+        except (OSError, ValueError):
+            return f"an unknown process (no readable {self.holder_path.name})"
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h["since"]))
+        return f"pid {h['pid']} on {h['host']} since {since} (its log: {self.log})"
 
     def fresh_tmp(self) -> Path:
         """A new empty temporary output dir; stale ones (from dead writers) are removed.

@@ -10,7 +10,8 @@ from typing import Any, Callable
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import dag as dag_mod
-from pipeline import preflight, results, runner, tracking
+from pipeline import cluster as cluster_mod
+from pipeline import gpus, preflight, results, runner, tracking
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -90,11 +91,7 @@ def check_writable(root: Path) -> None:
 
 def gpus_needed(node: dag_mod.Node) -> float:
     """GPUs a node needs on one machine: its Ray task's, or verl's workers' for rl=verl."""
-    need = float(node.resources.get("num_gpus", 0) or 0)
-    rl = node.cfg.get("rl") or {}
-    if node.stage == "rl" and rl.get("engine") == "verl":
-        need = max(need, float(rl.get("n_gpus_per_node", 1)))
-    return need
+    return gpus.lease_of(node.resources, gpus.external_gpus(node.stage, node.cfg))
 
 
 def check_gpus(dag: dag_mod.Dag, cluster: dict) -> None:
@@ -102,9 +99,7 @@ def check_gpus(dag: dag_mod.Dag, cluster: dict) -> None:
                default=0.0)
     if need <= 0 or cluster.get("kind") == "ray":
         return  # a remote cluster's GPUs are checked by Ray's scheduler
-    import torch
-
-    have = torch.cuda.device_count()
+    have = gpus.local_gpu_count()
     if have < need:
         raise SystemExit(f"this experiment asks for {need:g} GPU(s) per stage but this machine has "
                          f"{have}; run it on a GPU machine or join a cluster (cluster=ray)")
@@ -130,6 +125,7 @@ def do_run(cfg: DictConfig) -> int:
     print_plan(dag)
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
     check_gpus(dag, cluster)
+    cluster_mod.claim_local_gpus(cluster, cluster_mod.describe(dag.root))  # one local cluster
     preflight.check(cfg, dag)  # models exist, base and behavior share a vocabulary
     results.record_run(dag, started)
     outcome = runner.run(dag, cluster, echo=lambda s: print(s, flush=True))

@@ -4,6 +4,11 @@ This is the body of every Ray task (``pipeline.runner``) and runs as a plain fun
 safe against crashes at any moment (the temp dir is discarded, ``work/`` keeps resumable state)
 and against concurrent runs of the same key in other processes (the second waits on the lock,
 then finds the published result and reuses it).
+
+Waiting on another process's lock has a limit (``lock_timeout``, from ``cluster.lock_timeout_s``);
+past it the stage fails with :class:`LockTimeout`, naming the holder. Inside a Ray task the runner
+calls with ``lock_timeout=0``: a busy lock returns ``{"status": "busy"}`` at once, so the task
+gives back its GPUs and the driver waits for the lock instead (``pipeline/runner.py``).
 """
 from __future__ import annotations
 
@@ -25,6 +30,9 @@ from filelock import Timeout
 
 from pipeline import tracking
 from pipeline.cache import StageDir, read_manifest
+
+#: default limit on waiting for another process's lock (s): longer than any stage should hold it
+LOCK_TIMEOUT_S = 48 * 3600.0
 
 _LIBS = ("torch", "transformers", "trl", "tokenizers", "accelerate", "ray", "hydra-core",
          "reasoning-gym", "math-verify", "verl", "vllm", "pandas", "pyarrow")
@@ -111,19 +119,50 @@ def capture(log_path: Path, passthrough: Callable[[str], bool] = lambda s: False
             root.setLevel(old_level)
 
 
-def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
-            on_wait: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Compute ``spec`` unless its output is complete; return status, seconds and metrics."""
-    sd = StageDir(Path(spec.experiment_root), spec.stage, spec.key)
-    if sd.complete():
-        return {"status": "cached", "seconds": 0.0, "metrics": read_manifest(sd.final)["metrics"]}
+class LockTimeout(RuntimeError):
+    """Another process held a stage's lock for longer than the run waits."""
+
+
+def take_lock(sd: StageDir, lock_timeout: float, on_wait: Callable[[str], None] | None = None,
+              name: str = "") -> Any:
+    """Take ``sd``'s lock and return it; None if busy and ``lock_timeout`` is 0, else wait up
+    to ``lock_timeout`` seconds and raise :class:`LockTimeout` naming the holder."""
     lock = sd.lock()
     try:
         lock.acquire(timeout=0)
     except Timeout:
+        if lock_timeout <= 0:
+            return None
         if on_wait:
-            on_wait(f"{spec.id}: another process is computing it; waiting for its lock")
-        lock.acquire()
+            on_wait(f"{name or sd.key}: another process is computing it ({sd.holder()}); "
+                    f"waiting for its lock (at most {lock_timeout:g} s)")
+        try:
+            lock.acquire(timeout=lock_timeout)
+        except Timeout:
+            raise LockTimeout(f"{name or sd.key}: the lock {sd.lock_path} is still held after "
+                              f"{lock_timeout:g} s by {sd.holder()}; if that process is stuck, "
+                              f"stop it (its lock is released when it dies)") from None
+    sd.write_holder()
+    return lock
+
+
+def release_lock(sd: StageDir, lock: Any) -> None:
+    sd.clear_holder()
+    lock.release()
+
+
+def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
+            on_wait: Callable[[str], None] | None = None,
+            lock_timeout: float = LOCK_TIMEOUT_S) -> dict[str, Any]:
+    """Compute ``spec`` unless its output is complete; return status, seconds and metrics
+    (status ``busy``, with ``holder``, if another process holds the lock and ``lock_timeout``
+    is 0)."""
+    sd = StageDir(Path(spec.experiment_root), spec.stage, spec.key)
+    if sd.complete():
+        return {"status": "cached", "seconds": 0.0, "metrics": read_manifest(sd.final)["metrics"]}
+    lock = take_lock(sd, lock_timeout, on_wait, spec.id)
+    if lock is None:
+        return {"status": "busy", "seconds": 0.0, "metrics": {}, "holder": sd.holder()}
     try:
         if sd.complete():
             m = read_manifest(sd.final)
@@ -156,7 +195,7 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
         })
         return {"status": "done", "seconds": seconds, "metrics": metrics}
     finally:
-        lock.release()
+        release_lock(sd, lock)
 
 
 def _injected_fault(spec: Spec) -> None:
@@ -171,12 +210,10 @@ def _injected_fault(spec: Spec) -> None:
 
 
 def _set_threads(n: int) -> None:
+    """torch's intra-op threads = the stage's CPUs: read from ``OMP_NUM_THREADS`` when torch is
+    first imported, set directly if this process imported it already (a reused Ray worker)."""
     n = max(1, int(n))
     os.environ["OMP_NUM_THREADS"] = str(n)
-    try:
-        import torch
-
-        torch.set_num_threads(n)
-    except ImportError:
-        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
 

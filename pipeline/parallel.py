@@ -2,16 +2,19 @@
 
 The sample, score and eval stages call ``stages.common.parallel_map(make_worker, fn, tasks,
 workers=…, gpus_per_worker=…, cpus_per_worker=…)``; the runner's Ray task installs
-:func:`ray_map` there, so the stages themselves never import Ray (DESIGN.md "Execution").
+:func:`ray_map` there, so the stages themselves never import Ray.
 
-* ``workers <= 1`` (the default) or a single task: run in the stage's own process, exactly as
-  without Ray (``stages.common.local_map``); the stage's task then holds the devices it declared
-  in ``resources.<stage>``.
-* ``workers > 1``: start that many actors, each holding ``gpus_per_worker`` GPUs (a vLLM
-  tensor-parallel group: several) and ``cpus_per_worker`` cores; each builds its engine once.
-  A task goes to whichever actor is free, and only to actors that have started, so a cluster
-  with room for fewer actors than asked still finishes (more slowly). The stage's own task should
-  then declare no GPU (``resources.<stage>.num_gpus: 0``), or it holds one an actor needs.
+* ``workers <= 1`` (the default) or a single task, and the stage's own task holds the GPUs one
+  engine needs (none on a CPU cluster; ``resources.<stage>.num_gpus`` ≥ ``gpus_per_worker``):
+  run in the stage's own process, exactly as without Ray (``stages.common.local_map``).
+* otherwise start ``min(workers, tasks)`` actors (at least one), each holding ``gpus_per_worker``
+  GPUs (a vLLM tensor-parallel group: several) and as many ``gpu_lease`` (``pipeline/gpus.py``),
+  and ``cpus_per_worker`` cores; each builds its engine once. So an engine always runs where its
+  GPUs are held: with one eval shard and a stage task that holds no GPU, that shard runs on one
+  actor with its GPU, never on a device Ray did not hand out. A task goes to whichever actor is
+  free, and only to actors that have started, so a cluster with room for fewer actors than asked
+  still finishes (more slowly). The stage's own task should then declare no GPU
+  (``resources.<stage>.num_gpus: 0``), or it holds one an actor needs.
 
 Results come back to the stage process, which saves each shard under ``work/`` as it arrives and
 merges in task order: which actor ran a shard, and how many actors there were, never changes the
@@ -23,9 +26,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import deque
 from typing import Any, Callable, Iterator, Sequence
 
+from pipeline import gpus as gpu_accounting
 from stages.common import local_map
 
 log = logging.getLogger(__name__)
@@ -39,10 +44,9 @@ class _Worker:
 
     def __init__(self, make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any],
                  threads: int) -> None:
-        os.environ["OMP_NUM_THREADS"] = str(threads)
-        import torch
-
-        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)  # read by torch when it is first imported
+        if "torch" in sys.modules:  # imported already (unpickling make_worker may import it)
+            sys.modules["torch"].set_num_threads(threads)
         self.fn = fn
         self.worker = make_worker()
 
@@ -84,18 +88,21 @@ def ray_map(make_worker: Callable[[], Any], fn: Callable[[Any, Any], Any], tasks
             *, workers: int = 1, gpus_per_worker: float | None = None,
             cpus_per_worker: float = 1.0, max_restarts: int = 1) -> Iterator[tuple[int, Any]]:
     """``stages.common.parallel_map`` on Ray actors; yields ``(i, result)`` as tasks finish."""
-    if workers <= 1 or len(tasks) <= 1:
-        yield from local_map(make_worker, fn, tasks)
+    if not tasks:
         return
     import ray
 
     gpus = resolve_gpus(gpus_per_worker)
+    if (workers <= 1 or len(tasks) <= 1) and len(ray.get_gpu_ids()) >= gpus:
+        yield from local_map(make_worker, fn, tasks)  # this task holds what one engine needs
+        return
     check_feasible(gpus, cpus_per_worker)
     actor_cls = ray.remote(_Worker).options(
-        num_cpus=cpus_per_worker, num_gpus=gpus, max_restarts=max_restarts,
-        max_task_retries=max_restarts)
+        num_cpus=cpus_per_worker, max_restarts=max_restarts, max_task_retries=max_restarts,
+        **gpu_accounting.ray_options(gpus, gpus, gpu_accounting.leased_cluster()))
     threads = max(1, int(cpus_per_worker))
-    actors = [actor_cls.remote(make_worker, fn, threads) for _ in range(min(workers, len(tasks)))]
+    actors = [actor_cls.remote(make_worker, fn, threads)
+              for _ in range(max(1, min(workers, len(tasks))))]
     starting = {a.ready.remote(): a for a in actors}
     running: dict[Any, tuple[int, Any]] = {}
     todo = deque(range(len(tasks)))

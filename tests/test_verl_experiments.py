@@ -1,5 +1,5 @@
-"""The paper's GPU experiments: their verl settings pass verl's own checks, their resources
-leave the GPUs to verl, and they hold the settings §4.2 states."""
+"""The paper's GPU experiments: their verl settings pass verl's own checks, their rl tasks
+reserve verl's GPUs as leases (the gate), and they hold the settings §4.2 states."""
 from __future__ import annotations
 
 import pytest
@@ -8,6 +8,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from pipeline.cli import CONF_DIR, build_dag
+from pipeline.gpus import LEASE
+from pipeline.runner import task_options
 from stages.rl_engines import verl as engine
 from test_verl_engine import verl_config
 
@@ -47,14 +49,18 @@ def test_experiment_runs_the_gpu_engines_with_the_papers_settings(name, tmp_path
     if name.startswith("math"):
         assert c["eval"]["n"] == 64 and 64 in c["eval"]["ks"]
     res = c["resources"]
-    assert res["rl"]["num_gpus"] == 0                                  # verl's workers take them
     assert res["sft"]["num_gpus"] == c["sft"]["num_processes"]
     s = c["sampler"]
     assert s["gpus_per_worker"] == s["tensor_parallel_size"]     # one TP group per engine
-    for stage in ("sample", "score", "eval"):   # the engine in-process holds them, else its workers
-        assert res[stage]["num_gpus"] == (0 if s["workers"] > 1 else s["tensor_parallel_size"])
     dag = build_dag(cfg, explicit=False)
-    assert all(n.resources["num_gpus"] == 0 for n in dag.nodes.values() if n.stage == "rl")
+    verl_gpus = rl["n_gpus_per_node"] * rl["nnodes"]
+    for n in dag.nodes.values():             # what each stage task asks Ray for (pipeline/gpus.py)
+        o = task_options(n, leased=True)
+        lease = (o.get("resources") or {}).get(LEASE, 0)
+        if n.stage == "rl":                  # the gate: verl's workers take the GPUs themselves
+            assert (o["num_gpus"], lease) == (0, verl_gpus), n.id
+        else:                                # one lease per GPU held; sample/score/eval hold
+            assert lease == o["num_gpus"], n.id   # none: their engines run on GPU actors
 
 
 @pytest.mark.parametrize("name", GPU_EXPERIMENTS)

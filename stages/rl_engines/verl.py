@@ -20,11 +20,14 @@ What the stage does:
 
 Ray and GPUs: inside the pipeline's Ray cluster the child joins that cluster
 (``+ray_kwargs.ray_init.address=auto``; ``RAY_ADDRESS`` wins when set) and verl's own workers
-take the GPUs (``rl.n_gpus_per_node`` × ``rl.nnodes``); the stage's Ray task must declare
-``num_gpus: 0`` (``resources.rl`` in the experiment files). Outside Ray (``cluster=inline``) verl
-starts its own. verl checks at start that enough GPUs are *free* and stops otherwise
-(``verl/single_controller/ray/base.py``); while other GPU stages of the study hold them, the stage
-retries that start every ``rl.start_wait_s`` seconds, ``rl.start_retries`` times.
+take the GPUs (``rl.n_gpus_per_node`` × ``rl.nnodes``, a placement group of one GPU per bundle);
+the stage's Ray task asks for no GPU but for as many ``gpu_lease`` (the runner's gate,
+``pipeline/gpus.py``): it waits in Ray's queue until they are free and holds them while verl
+runs, which keeps our other GPU holders off those GPUs, so verl's start check (it stops unless
+enough GPUs are *free*, ``verl/single_controller/ray/base.py``) passes. Outside Ray
+(``cluster=inline``) verl starts its own. Should the check still find the GPUs busy (a process
+outside the pipeline holds some), the stage retries that start every ``rl.start_wait_s`` seconds,
+``rl.start_retries`` times.
 
 Prompts: verl always renders ``prompt`` through the chat template. For suites whose prompts are
 plain text (our sample/eval stages feed them verbatim), the stage sets
