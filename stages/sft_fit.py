@@ -109,9 +109,11 @@ def fit(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     write_table(curves, out, "curves.parquet")
     nll = mean_nll(model, held, collate, bs, str(args.device))
     last_w = curves.iloc[-max(1, len(curves) // 5):]
+    ref_local = (sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+                     for p in ref.parameters()) if ref is not None else None)
     return {"objective": objective.name, "train_examples": len(train),
             "train_negatives": int((~rows["correct"]).sum()), "heldout_examples": len(held),
             "steps": int(trainer.state.global_step), "train_loss": float(curves["loss"].mean()),
             "heldout_nll": nll, "resumed_from": Path(last).name if last else None,
             "final_weight_mean": float(last_w["weight_mean"].mean()) if "weight_mean" in last_w else None,
-            **stop}
+            "reference_params_on_rank0": ref_local, **stop}

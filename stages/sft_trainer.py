@@ -134,6 +134,7 @@ def make_trainer_class():
 
 def enable_cpu_fsdp(trainer) -> None:
     """On CPU ranks, hand the Trainer's FSDP plugin to accelerate (see the module docstring)."""
+    from accelerate.state import PartialState
     from accelerate.utils import DistributedType, FullyShardedDataParallelPlugin
 
     plugin_args = trainer.args.fsdp_plugin_args
@@ -144,6 +145,7 @@ def enable_cpu_fsdp(trainer) -> None:
         raise ValueError("sft.fsdp on CPU runs FSDP2 only (fsdp_config.version: 2)")
     state.fsdp_plugin = FullyShardedDataParallelPlugin(**plugin_args)
     state.distributed_type = DistributedType.FSDP
+    PartialState._shared_state["distributed_type"] = DistributedType.FSDP  # as accelerate does
     trainer.is_fsdp_enabled = True
 
 
