@@ -28,9 +28,8 @@ not computed.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
