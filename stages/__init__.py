@@ -18,7 +18,7 @@ VERSIONS: dict[str, int] = {
     "sample": 1,
     "verify": 1,
     "score": 1,
-    "sft": 1,
+    "sft": 2,  # 2: output generation config stops on the data's end-of-turn ids
     "eval": 2,  # 2: maj@n votes only among answers, grouped by suite.same_answer; answer_group
     "rl": 2,  # 2: GRPO prompt order laid out up front (deterministic resume)
     "analysis": 1,

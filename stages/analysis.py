@@ -14,6 +14,12 @@ RL from the base with the base. Outputs ``analysis.json`` (the metrics) and ``mo
 * **Normalized spectrum shift** (A.3, Zhu et al. 2025): per linear module
   ‖σ(W_model) − σ(W_ref)‖₂ / ‖σ(W_ref)‖₂ with σ the singular values; macro average.
 
+Memory: the models are loaded in their checkpoints' own dtype (``torch_dtype`` of the config:
+a bf16 hub model stays bf16, the weights of an fp32 checkpoint stay exact for the sparsity), the
+KL runs under bf16 autocast on GPU, and no ``[B, L, V]`` logits are built: each model's decoder
+gives hidden states, and the output heads are applied to the response positions a chunk at a time
+(``head_vocab_kl``).
+
 Deviations from the paper: the calibration set is not a separate set of question–answer pairs
 but up to ``analysis.calibration_size`` verified behavior responses of the run (the verify
 stage's output, correct ones first, seeded), so that it exists for every task; ε is a config
@@ -22,6 +28,7 @@ not computed.
 """
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +36,7 @@ import pandas as pd
 import torch
 
 from stages.common import device, load_tokenizer, read_table, write_json, write_table
-from stages.objectives import vocab_kl
+from stages.objectives import head_vocab_kl, lm_hidden
 
 
 def calibration_rows(verified: pd.DataFrame, size: int, seed: int) -> pd.DataFrame:
@@ -63,12 +70,16 @@ def forward_kl(reference, model, rows: pd.DataFrame, pad_id: int, batch_size: in
                dev: str) -> np.ndarray:
     """Per-sequence mean over response tokens of KL(P_reference ‖ P_model); shape [len(rows)]."""
     out = []
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16) if str(dev).startswith("cuda")
+           else contextlib.nullcontext())
     for s in range(0, len(rows), batch_size):
         ids, attn, mask = _batch(rows.iloc[s:s + batch_size], pad_id)
-        ids, attn, mask = ids.to(dev), attn.to(dev), mask.to(dev)
-        ref_logits = reference(input_ids=ids, attention_mask=attn).logits[:, :-1]
-        logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-        kl = vocab_kl(ref_logits, logits)  # KL(softmax(ref) ‖ softmax(model)) per position
+        ids, attn = ids.to(dev), attn.to(dev)
+        mask = torch.nn.functional.pad(mask, (0, 1)).to(dev)  # [B, L]: the last position, 0
+        with amp:
+            h_ref, head_ref = lm_hidden(reference, ids, attn)
+            h, head = lm_hidden(model, ids, attn)
+            kl = head_vocab_kl(h_ref, head_ref, h, head, mask)  # KL(P_ref ‖ P_model) per position
         out.append(((kl * mask).sum(1) / mask.sum(1).clamp(min=1)).float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0)
 
@@ -102,8 +113,8 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
 
     a = cfg["analysis"]
     dev = device(a.get("device", "auto"))
-    ref = AutoModelForCausalLM.from_pretrained(inputs["reference"], dtype=torch.float32).to(dev).eval()
-    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32).to(dev).eval()
+    ref = AutoModelForCausalLM.from_pretrained(inputs["reference"], dtype="auto").to(dev).eval()
+    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype="auto").to(dev).eval()
     modules = module_shifts(ref, model, float(a["sparsity_eps"]), dev)
     write_table(modules, out, "modules.parquet")
 

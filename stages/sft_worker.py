@@ -3,7 +3,7 @@
 The stage process (:func:`launch`) writes the stage's arguments to ``work/sft-job.json`` and
 starts ``python -m stages.sft_worker work/sft-job.json`` once per rank with the variables
 ``torch.distributed`` reads (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
-``MASTER_PORT``), as ``torchrun --standalone`` would. Each rank runs ``stages.sft.fit``; the HF
+``MASTER_PORT``), as ``torchrun --standalone`` would. Each rank runs ``stages.sft_fit.fit``; the HF
 Trainer (accelerate) sees the distributed environment and trains with DDP, or FSDP when
 ``sft.fsdp`` is set. Rank 0 writes the outputs to ``out`` and its metrics to
 ``work/sft-result.json``.
@@ -198,7 +198,7 @@ def main(job_path: str) -> None:
     import torch
 
     import stages.common as common
-    from stages import sft
+    from stages.sft_fit import fit
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     job = json.loads(Path(job_path).read_text())
@@ -206,7 +206,7 @@ def main(job_path: str) -> None:
     common.set_progress_factory(_PipeBar if rank == 0 else common.no_progress)
     if rank == 0:
         common.set_tracker(_PipeTracker())
-    metrics = sft.fit(job["cfg"], job["inputs"], Path(job["out"]), Path(job["work"]))
+    metrics = fit(job["cfg"], job["inputs"], Path(job["out"]), Path(job["work"]))
     if rank == 0:
         tmp = Path(job["work"]) / f"sft-result.json.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(metrics))

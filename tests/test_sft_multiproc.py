@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from pipeline.cli import CONF_DIR
-from stages import sft
+from stages import sft, sft_data
 
 # Measured on our 2-core CPU machine over 9 steps (pear_token, lr 3e-3, the last batch short):
 # max |Δ| 4.8e-7 for the loss, 4.6e-7 NLL, 1.3e-7 PEAR weight mean and min, 2.4e-7 grad norm
@@ -89,10 +89,10 @@ def test_collator_keeps_every_position_and_labels_shift():
     rows = [{"prompt_ids": [5, 6], "response_ids": [7, 8, 1], "behavior_logprobs": [-1, -2, -3],
              "correct": True},
             {"prompt_ids": [5], "response_ids": [9], "behavior_logprobs": [-4], "correct": True}]
-    b = sft.Collator(pad_id=0)(rows)
+    b = sft_data.Collator(pad_id=0)(rows)
     assert b["input_ids"].shape == b["loss_mask"].shape == b["logp_beta"].shape == (2, 5)
     assert b["loss_mask"].tolist() == [[0, 1, 1, 1, 0], [1, 0, 0, 0, 0]]
-    labels = sft.shifted_labels(b["input_ids"])
+    labels = sft_data.shifted_labels(b["input_ids"])
     assert labels.tolist() == [[6, 7, 8, 1, -100], [9, 0, 0, 0, -100]]
     on = b["loss_mask"] > 0
     assert labels[on].tolist() == [7, 8, 1, 9]  # the response tokens, each at its predictor

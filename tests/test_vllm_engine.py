@@ -34,6 +34,7 @@ class SamplingParams:  # the vllm.SamplingParams fields the engine uses, with vL
     logprobs: int | None = None
     prompt_logprobs: int | None = None
     detokenize: bool = True
+    stop_token_ids: list[int] | None = None
 
 
 @dataclass

@@ -4,6 +4,12 @@ Sampled log-probs come from the raw logits of each generation step (``output_log
 i.e. log-softmax at temperature 1 before top-p, the same quantity the score stage recomputes by
 teacher forcing (a test checks the two agree). Each call to ``generate`` is seeded, so the rows
 depend only on (prompts, seed), not on what ran before in the process.
+
+Generation stops on every EOS id of the model directory's ``generation_config.json`` and the
+tokenizer's EOS (``stop_token_ids``): an SFT checkpoint lists the end-of-turn token its training
+responses end with there (``stages/sft_output.py``), as the vLLM engine passes the same ids.
+Scoring never builds the ``[B, T, V]`` logits: decoder hidden states, then the output head on the
+response positions, a chunk at a time (``head_logprobs``), in the model's dtype.
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ import torch
 
 from stages.common import device, dtype, load_model, load_tokenizer
 from stages.engines.base import Generation, Scored
+from stages.sft_output import stop_token_ids
 
 
 class HFEngine:
@@ -22,6 +29,7 @@ class HFEngine:
         self.tokenizer = load_tokenizer(model)
         self.tokenizer.padding_side = "left"
         self.model = load_model(model, self.device, dtype(cfg.get("dtype", "auto")))
+        self.stop_ids = stop_token_ids(model, self.tokenizer)
         self.batch_size = int(cfg.get("batch_size", 64))
 
     @torch.no_grad()
@@ -41,17 +49,16 @@ class HFEngine:
                 **enc, do_sample=not greedy, temperature=None if greedy else temperature,
                 top_p=None if greedy else top_p, top_k=None, max_new_tokens=max_new_tokens,
                 num_return_sequences=n, output_logits=True, return_dict_in_generate=True,
-                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                pad_token_id=tok.pad_token_id, eos_token_id=self.stop_ids)
             new = out.sequences[:, enc["input_ids"].shape[1]:]
-            logits = torch.stack(out.logits, dim=1).float()               # [B*n, steps, V]
-            lp = torch.log_softmax(logits, -1).gather(-1, new.unsqueeze(-1)).squeeze(-1)
+            lp = torch.stack([torch.log_softmax(step.float(), -1).gather(-1, new[:, i, None])[:, 0]
+                              for i, step in enumerate(out.logits)], dim=1)  # [B*n, steps]
             rows = [self._row(new[i], lp[i]) for i in range(new.shape[0])]
             results.extend(rows[i * n:(i + 1) * n] for i in range(len(chunk)))
         return results
 
     def _row(self, ids: torch.Tensor, lp: torch.Tensor) -> Generation:
-        eos = self.tokenizer.eos_token_id
-        hits = (ids == eos).nonzero()
+        hits = torch.isin(ids, torch.tensor(self.stop_ids, device=ids.device)).nonzero()
         if len(hits):
             end, reason = int(hits[0]) + 1, "stop"
         else:
@@ -64,7 +71,7 @@ class HFEngine:
     @torch.no_grad()
     def score(self, prompt_ids: list[list[int]], response_ids: list[list[int]],
               topk: int = 0) -> list[Scored]:
-        from stages.objectives import token_logprobs
+        from stages.objectives import head_logprobs, lm_hidden
 
         order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]) + len(response_ids[i]))
         results: list[Scored | None] = [None] * len(order)
@@ -78,17 +85,19 @@ class HFEngine:
             for r, s in enumerate(seqs):
                 ids[r, :len(s)] = torch.tensor(s)
                 attn[r, :len(s)] = 1
-            ids, attn = ids.to(self.device), attn.to(self.device)
-            logits = self.model(input_ids=ids, attention_mask=attn).logits[:, :-1]
-            labels = ids[:, 1:]
-            lp = token_logprobs(logits, labels)
+            labels = torch.full_like(ids, -100)  # position t predicts token t+1; responses only
+            for r, i in enumerate(idx):
+                p, t = len(prompt_ids[i]), len(response_ids[i])
+                labels[r, p - 1:p - 1 + t] = ids[r, p:p + t]
+            ids, attn, labels = ids.to(self.device), attn.to(self.device), labels.to(self.device)
+            hidden, head = lm_hidden(self.model, ids, attn)
+            lp, tk_ids, tk_lp = head_logprobs(hidden, head, labels, topk=topk)
             for r, i in enumerate(idx):
                 p, t = len(prompt_ids[i]), len(response_ids[i])
                 sl = slice(p - 1, p - 1 + t)
                 row = Scored(logprobs=lp[r, sl].tolist())
                 if topk:
-                    top = torch.topk(torch.log_softmax(logits[r, sl].float(), -1), topk, dim=-1)
-                    row.topk_ids, row.topk_logprobs = top.indices.tolist(), top.values.tolist()
+                    row.topk_ids, row.topk_logprobs = tk_ids[r, sl].tolist(), tk_lp[r, sl].tolist()
                 results[i] = row
         return results  # type: ignore[return-value]
 

@@ -24,11 +24,15 @@ raw logits in every mode. Requests with ``prompt_logprobs`` skip reading the pre
 sets ``skip_reading_prefix_cache`` for them), so every scored position is computed.
 
 Deviations from the hf engine, all small: prompts go in as token ids (``TokensPrompt``-shaped
-dicts) tokenized exactly as the sample stage records them; vLLM stops on every EOS id of the
-model's ``generation_config`` (hf: the tokenizer's EOS only); each prompt gets its own sampling
+dicts) tokenized exactly as the sample stage records them; each prompt gets its own sampling
 seed (``prompt_seed``), so rows depend on (prompt position, seed) and not on batching, up to
 vLLM's numerics (bf16 kernels are not batch-invariant; the score stage reports the largest
 sampled-vs-scored gap).
+
+Stop ids: both engines stop on the EOS ids of the model directory's ``generation_config.json``
+and the tokenizer's EOS (``stages.sft_output.stop_token_ids``), passed as ``stop_token_ids``
+(vLLM also adds the generation config's EOS ids itself); an SFT checkpoint lists the end-of-turn
+token of its training responses there. vLLM keeps the stop token in ``token_ids``.
 """
 from __future__ import annotations
 
@@ -62,14 +66,16 @@ def prompt_seed(seed: int, i: int) -> int:
 
 
 def sampling_kwargs(n: int, temperature: float, top_p: float, max_new_tokens: int,
-                    seed: int) -> dict[str, Any]:
-    """``SamplingParams`` for ``generate``: sampled-token log-probs only, no detokenizing."""
+                    seed: int, stop_token_ids: Sequence[int] = ()) -> dict[str, Any]:
+    """``SamplingParams`` for ``generate``: sampled-token log-probs only, no detokenizing, stop
+    on ``stop_token_ids``."""
     if temperature <= 0 and n != 1:
         raise ValueError("greedy decoding (temperature 0) gives identical samples; use n=1")
     if n > 2**16:
         raise ValueError(f"n={n}: at most {2**16} samples per prompt")
     return {"n": n, "temperature": max(0.0, temperature), "top_p": top_p if temperature > 0 else 1.0,
-            "max_tokens": max_new_tokens, "seed": seed, "logprobs": 0, "detokenize": False}
+            "max_tokens": max_new_tokens, "seed": seed, "logprobs": 0, "detokenize": False,
+            "stop_token_ids": [int(t) for t in stop_token_ids]}
 
 
 def scoring_kwargs(topk: int) -> dict[str, Any]:
@@ -134,8 +140,10 @@ class VLLMEngine:
 
     def __init__(self, model: str, cfg: Mapping[str, Any], llm: Any = None, params: Any = None) -> None:
         from stages.common import load_tokenizer
+        from stages.sft_output import stop_token_ids
 
         self.tokenizer = load_tokenizer(model)
+        self.stop_ids = stop_token_ids(model, self.tokenizer)
         kw = llm_kwargs(model, cfg)
         self.max_logprobs = int(kw["max_logprobs"])
         if llm is None:
@@ -151,7 +159,8 @@ class VLLMEngine:
                  max_new_tokens: int, seed: int) -> list[list[Generation]]:
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         params = [self.params(**sampling_kwargs(n, temperature, top_p, max_new_tokens,
-                                                prompt_seed(seed, i))) for i in range(len(ids))]
+                                                prompt_seed(seed, i), self.stop_ids))
+                  for i in range(len(ids))]
         outs = self.llm.generate(self._token_prompts(ids), params, use_tqdm=False)
         return [generations_from_vllm(o, self.tokenizer) for o in outs]
 

@@ -8,19 +8,20 @@ the paper's defaults are in ``conf/objective/<name>.yaml``; the SFT stage looks 
 
 Modules:
     core       TokenBatch, Objective, reduce_loss
-    logprobs   token_logprobs, vocab_kl: chunked, no fp32 [B, T, V] tensor
+    logprobs   token_logprobs, vocab_kl: chunked, no fp32 [B, T, V] tensor; lm_hidden,
+               head_logprobs, head_vocab_kl: forward only, no [B, T, V] tensor at all
     pear       pear_weights (Algorithm 1) and pear_seq / pear_token / pear_block / pear_neg
     baselines  sft, sft_kl, general_family, top/bottom_p, top/bottom_logp, talr, single_step_is
     distill    kd, pear_kd (forward KL from the behavior top-k)
     registry   REGISTRY, get_objective
 
-Paper: "Good SFT Optimizes for SFT, Better SFT Prepares for Reinforcement Learning" (PEAR),
-../shared/paper/pear_paper.md.
+Paper: "Good SFT Optimizes for SFT, Better SFT Prepares for Reinforcement Learning" (PEAR,
+Zhang et al. 2026).
 """
 from .core import Objective, TokenBatch, reduce_loss
-from .logprobs import token_logprobs, vocab_kl
+from .logprobs import head_logprobs, head_vocab_kl, lm_hidden, token_logprobs, vocab_kl
 from .pear import pear_weights
 from .registry import REGISTRY, get_objective
 
-__all__ = ["REGISTRY", "Objective", "TokenBatch", "get_objective", "pear_weights", "reduce_loss",
-           "token_logprobs", "vocab_kl"]
+__all__ = ["REGISTRY", "Objective", "TokenBatch", "get_objective", "head_logprobs",
+           "head_vocab_kl", "lm_hidden", "pear_weights", "reduce_loss", "token_logprobs", "vocab_kl"]

@@ -13,6 +13,16 @@ gradient, both in the logits' own dtype (e.g. bf16).
 
 Both compute in fp32 (fp64 if the logits are fp64) whatever the logits' dtype. Neither supports
 double backward.
+
+Evaluation without gradients (held-out NLL, the analysis KL, the hf engine's scoring) does not
+need the ``[B, T, V]`` logits at all: :func:`lm_hidden` runs the model's decoder, and
+:func:`head_logprobs` / :func:`head_vocab_kl` apply the output head to ``chunk_size`` labelled
+positions at a time (prompt and padding positions are never projected). Peak memory is the
+hidden states ``[B, T, H]`` plus one ``[chunk, V]`` block, in the model's dtype (bf16 stays
+bf16; the softmax of a block is fp32). This needs a causal LM whose logits are its output
+embedding applied to the decoder's last hidden state (``Qwen3ForCausalLM``, Llama, Mistral...);
+models that scale or soft-cap their logits are refused. ``benchmarks/memory_logprobs.py``
+measures it.
 """
 from __future__ import annotations
 
@@ -154,3 +164,84 @@ def vocab_kl(logits: Tensor, ref_logits: Tensor, chunk_size: int | None = None) 
     kl = _VocabKL.apply(logits.reshape(-1, vocab), ref_logits.detach().reshape(-1, vocab),
                         _rows(chunk_size, vocab))
     return kl.reshape(logits.shape[:-1])
+
+
+# --- Forward-only paths from the decoder's hidden states (no [B, T, V] logits) ---------------
+
+def _check_head(model) -> torch.nn.Module:
+    cfg = getattr(model, "config", None)
+    for key in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
+        if getattr(cfg, key, None) not in (None, 1, 1.0):
+            raise ValueError(f"{type(model).__name__} transforms its logits ({key}); the chunked "
+                             "head path supports plain linear heads only")
+    head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear):
+        raise ValueError(f"{type(model).__name__} has no linear output head")
+    return head
+
+
+@torch.no_grad()
+def lm_hidden(model, input_ids: Tensor, attention_mask: Tensor) -> tuple[Tensor, torch.nn.Module]:
+    """``([B, T, H]`` last hidden states, output head) of a causal LM: ``head(hidden)`` are its
+    logits, which are never built here."""
+    head = _check_head(model)
+    out = model.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return out.last_hidden_state, head
+
+
+def _positions(labels: Tensor) -> Tensor:
+    return (labels.reshape(-1) >= 0).nonzero().squeeze(1)
+
+
+@torch.no_grad()
+def head_logprobs(hidden: Tensor, head: torch.nn.Module, labels: Tensor, topk: int = 0,
+                  chunk_size: int | None = None) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Log π of each label, and optionally the top-k ids and log-probs, from hidden states.
+
+    Args:
+        hidden: ``[B, T, H]`` (``lm_hidden``), aligned so that ``head(hidden[b, t])`` predicts
+            ``labels[b, t]``.
+        head: the output head (``[V, H]`` linear).
+        labels: ``[B, T]`` long; negative ids (-100) are skipped and give 0.
+        topk: also return the ``topk`` most likely ids per labelled position.
+        chunk_size: positions per chunk; None picks ``max(1, 2**25 // V)``.
+
+    Returns:
+        ``[B, T]`` fp32 log-probs; ``[B, T, k]`` top-k ids and fp32 log-probs (or None, None).
+    """
+    B, T, H = hidden.shape
+    h, lab = hidden.reshape(-1, H), labels.reshape(-1)
+    pos = _positions(labels)
+    lp = torch.zeros(B * T, dtype=torch.float32, device=hidden.device)
+    tk_ids = torch.zeros((B * T, topk), dtype=torch.long, device=hidden.device) if topk else None
+    tk_lp = torch.zeros((B * T, topk), dtype=torch.float32, device=hidden.device) if topk else None
+    rows = _rows(chunk_size, head.weight.shape[0])
+    for s in range(0, len(pos), rows):
+        idx = pos[s:s + rows]
+        z = head(h[idx]).float()                                   # [chunk, V]
+        lse = torch.logsumexp(z, dim=-1)
+        lp[idx] = z.gather(-1, lab[idx, None])[:, 0] - lse
+        if topk:
+            top = torch.topk(z, topk, dim=-1)
+            tk_ids[idx], tk_lp[idx] = top.indices, top.values - lse[:, None]
+    if not topk:
+        return lp.reshape(B, T), None, None
+    return lp.reshape(B, T), tk_ids.reshape(B, T, topk), tk_lp.reshape(B, T, topk)
+
+
+@torch.no_grad()
+def head_vocab_kl(hidden_p: Tensor, head_p: torch.nn.Module, hidden_q: Tensor,
+                  head_q: torch.nn.Module, mask: Tensor, chunk_size: int | None = None) -> Tensor:
+    """``[B, T]`` KL(softmax(head_p(hidden_p)) ‖ softmax(head_q(hidden_q))) at the positions where
+    ``mask`` > 0 (0 elsewhere), one ``[chunk, V]`` block of each model at a time, fp32."""
+    B, T, H = hidden_p.shape
+    hp, hq = hidden_p.reshape(-1, H), hidden_q.reshape(-1, hidden_q.shape[-1])
+    pos = (mask.reshape(-1) > 0).nonzero().squeeze(1)
+    kl = torch.zeros(B * T, dtype=torch.float32, device=hidden_p.device)
+    rows = _rows(chunk_size, head_p.weight.shape[0])
+    for s in range(0, len(pos), rows):
+        idx = pos[s:s + rows]
+        lp = torch.log_softmax(head_p(hp[idx]).float(), dim=-1)
+        lq = torch.log_softmax(head_q(hq[idx]).float(), dim=-1)
+        kl[idx] = (lp.exp() * (lp - lq)).sum(-1)
+    return kl.reshape(B, T)

@@ -6,8 +6,11 @@ verifier's, advantages are group-normalised, ``rl.beta`` is the KL coefficient t
 model. The paper's recipe (§4.2: lr 1e-6, batch 128, KL 0.01, verl on GPUs) is the GPU engine's
 default; the toy models take a larger lr and a few dozen steps.
 
-Outputs an HF model dir and ``curves.parquet`` (reward, KL, loss per step). Checkpoints go to
-``work/`` every ``rl.save_steps`` steps and a re-run resumes from the last one.
+Outputs an HF model dir and ``curves.parquet`` (reward, KL, loss per step). The output keeps the
+input model's stop tokens: its tokenizer (chat template, EOS) and a generation config whose EOS
+ids are the input's (``stages/sft_output.py``; TRL's rollouts stop on
+``model.generation_config.eos_token_id`` plus the tokenizer's EOS). Checkpoints go to ``work/``
+every ``rl.save_steps`` steps and a re-run resumes from the last one.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import torch
 from stages.common import (device, last_complete_checkpoint, load_tokenizer, seed_everything,
                            tracking_callback, trainer_progress, write_table)
 from stages.sample import prompt_strings
+from stages.sft_output import save_stop_files
 from verifiers import build_suite
 
 
@@ -86,7 +90,7 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
 
     final = trainer.model.float()
     final.save_pretrained(out)
-    tok.save_pretrained(out)
+    save_stop_files(out, tok, final.generation_config, turn_ids=[])
     curves = pd.DataFrame([h for h in trainer.state.log_history if "reward" in h])
     write_table(curves, out, "curves.parquet")
     delta = sum(float((v.float() - start[k].float()).pow(2).sum())
