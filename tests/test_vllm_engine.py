@@ -69,7 +69,7 @@ def test_request_parameters_and_the_cpu_overrides():
     cpu = llm_kwargs("m", cpu_cfg)
     assert cpu["dtype"] == "float32" and cpu["enforce_eager"] is True
     assert cpu["distributed_executor_backend"] == "uni" and cpu["kv_cache_memory_bytes"] > 0
-    assert cpu_cfg["env"] == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"} and "cpu" not in cpu_cfg
+    assert cpu_cfg["env"]["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0" and "cpu" not in cpu_cfg
     s = sampling_kwargs(n=4, temperature=1.0, top_p=0.95, max_new_tokens=64, seed=7, stop=[1, 5])
     assert s["logprobs"] == 0 and s["seed"] == 7 and s["stop_token_ids"] == [1, 5]
     assert scoring_kwargs(3)["prompt_logprobs"] == 3

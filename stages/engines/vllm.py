@@ -209,6 +209,11 @@ class VLLMEngine:
         kw = llm_kwargs(model, cfg)
         self.max_logprobs = int(kw["max_logprobs"])
         self.flat = bool(cfg.get("flat_logprobs", False))
+        import torch
+
+        # vLLM's CPU worker replaces torch.set_num_threads with a no-op in the process it runs
+        # in (this one, on the CPU): close() puts the original back
+        self._set_num_threads = torch.set_num_threads
         self.llm, self.params = LLM(**kw), SamplingParams
 
     def _token_prompts(self, token_ids: Sequence[Sequence[int]]) -> list[dict[str, list[int]]]:
@@ -245,10 +250,8 @@ class VLLMEngine:
             core.shutdown()
         del llm
         gc.collect()
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        torch.set_num_threads = self._set_num_threads
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
