@@ -115,7 +115,7 @@ def main() -> None:
     one_s, _ = timed(lambda: vl.llm.generate(ids, SamplingParams(**base), use_tqdm=False), r)
     per_s, _ = timed(lambda: vl.llm.generate(ids, [SamplingParams(**base, seed=1000 * i)
                                                    for i in range(len(ids))], use_tqdm=False), r)
-    rows.append(("vLLM sampling calls/s", "one engine seed", 1 / one_s, "seed per request", 1 / per_s))
+    rows.append(("vLLM sampling calls/min", "one engine seed", 60 / one_s, "seed per request", 60 / per_s))
     vl.flat = True
     fl_gen_s, fl_gens = timed(lambda: vl.generate(prompts, seed=1, **kw), r)
     fl_sc_s, fl_sc = timed(lambda: vl.score(p_ids, r_ids), r)
@@ -150,7 +150,7 @@ def report(args, rows, res, start_s, tokens) -> None:
           f"vLLM engine start {start_s:.1f} s (in this process)\n")
     print("| measure | baseline | rate | compared | rate | ratio |\n|---|---|---|---|---|---|")
     for what, a, ra, b, rb in rows:
-        print(f"| {what} | {a} | {ra:,.1f} | {b} | {rb:,.1f} | {rb / ra:.2f}x |")
+        print(f"| {what} | {a} | {ra:,.3g} | {b} | {rb:,.3g} | {rb / ra:.2f}x |")
     print("\n| agreement | max abs difference |\n|---|---|")
     for what, v in res.items():
         print(f"| {what} | {v:.2e} |" if "fraction" not in what else f"| {what} | {v:.3f} |")
