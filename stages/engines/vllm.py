@@ -191,6 +191,8 @@ def cpu_head_sizes() -> list[int] | None:
 class VLLMEngine:
     """The engine protocol (``stages.engines.base.Engine``) over ``vllm.LLM``."""
 
+    _torch_set_num_threads: Any = None
+
     def __init__(self, model: str, cfg: Mapping[str, Any]) -> None:
         from stages.common import load_tokenizer
 
@@ -212,8 +214,9 @@ class VLLMEngine:
         import torch
 
         # vLLM's CPU worker replaces torch.set_num_threads with a no-op in the process it runs
-        # in (this one, on the CPU): close() puts the original back
-        self._set_num_threads = torch.set_num_threads
+        # in (this one, on the CPU): close() puts back the one seen before any engine started
+        if VLLMEngine._torch_set_num_threads is None:
+            VLLMEngine._torch_set_num_threads = torch.set_num_threads
         self.llm, self.params = LLM(**kw), SamplingParams
 
     def _token_prompts(self, token_ids: Sequence[Sequence[int]]) -> list[dict[str, list[int]]]:
@@ -252,6 +255,6 @@ class VLLMEngine:
         gc.collect()
         import torch
 
-        torch.set_num_threads = self._set_num_threads
+        torch.set_num_threads = VLLMEngine._torch_set_num_threads
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
