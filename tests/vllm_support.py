@@ -13,7 +13,7 @@ from conftest import TINY_BOOTSTRAP, TINY_TASK
 HAVE_VLLM = importlib.util.find_spec("vllm") is not None
 needs_vllm = [pytest.mark.vllm, pytest.mark.skipif(
     not HAVE_VLLM, reason="vLLM is not installed: build its environment with "
-    "scripts/vllm_cpu_env.sh and run `pytest -m vllm` there")]
+    "scripts/vllm_cpu_env.sh and run `pytest -m \"vllm and not slow\"` there")]
 
 HF = {"engine": "hf", "device": "cpu", "dtype": "float32", "batch_size": 64}
 
