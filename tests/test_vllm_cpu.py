@@ -137,6 +137,15 @@ def test_extra_stop_ids_of_the_generation_config_end_samples_and_close_frees_it(
     assert {p.pid for p in psutil.Process().children(recursive=True)} <= before
 
 
+def test_a_head_size_the_cpu_attention_refuses_stops_before_vllm_starts(tiny_models):
+    from stages.engines.vllm import cpu_head_sizes
+
+    sizes = cpu_head_sizes()  # vLLM's own list for its CPU attention backend
+    assert 32 in sizes and 16 not in sizes
+    with pytest.raises(ValueError, match="head_dim 16 is not supported"):
+        make_engine(tiny_models["base"], vllm_cfg())  # the default tiny test models: head_dim 16
+
+
 def test_flat_logprobs_give_the_same_numbers(engines):
     from vllm.logprobs import FlatLogprobs, Logprob
 
