@@ -23,7 +23,7 @@ pytestmark = needs_vllm
 
 
 def test_the_smoke_study_runs_with_sampler_vllm(tmp_path):
-    proc = cli("sampler=vllm", "tracking=none", results=tmp_path)
+    proc = cli("sampler=vllm", "tracking=none", results=tmp_path, timeout=2400)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     planned = {n for n in lines(proc, "done in")}
     assert {"sample", "score"} <= {n.split("[")[0] for n in planned}
