@@ -22,25 +22,9 @@ from vllm_support import needs_vllm, vllm_cfg, vllm_models  # noqa: F401
 pytestmark = needs_vllm
 
 
-def test_the_smoke_study_runs_with_sampler_vllm(tmp_path):
-    proc = cli("sampler=vllm", "tracking=none", results=tmp_path, timeout=2400)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    planned = {n for n in lines(proc, "done in")}
-    assert {"sample", "score"} <= {n.split("[")[0] for n in planned}
-    (sample,) = stage_dirs(tmp_path, "sample")
-    manifest = json.loads((sample / "manifest.json").read_text())
-    assert manifest["metrics"]["logprobs_of"].startswith("the sampling distribution")
-    (score,) = stage_dirs(tmp_path, "score")
-    gap = json.loads((score / "manifest.json").read_text())["metrics"]["max_abs_gap_vs_sampled_logprobs"]
-    assert gap < 1e-4  # vLLM's sampled log-probs == its own teacher-forced scores
-    assert len(stage_dirs(tmp_path, "eval")) == 7
-    for d in stage_dirs(tmp_path, "eval"):
-        m = json.loads((d / "metrics.json").read_text())
-        assert 0.0 <= m["pass@1"] <= m["pass@8"] <= 1.0
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def ray_pool():
+    """A 2-CPU Ray in this process, shut down before the smoke study starts its own."""
     ray = pytest.importorskip("ray")
     from pipeline.parallel import ray_map
     from pipeline.runner import init_ray
@@ -84,3 +68,20 @@ def test_one_and_two_vllm_workers_write_the_same_rows(ray_pool, vllm_models, tmp
     for name in ("responses", "scored"):
         assert len(one[name]) == 32
         pd.testing.assert_frame_equal(one[name], two[name], check_exact=True)
+
+
+def test_the_smoke_study_runs_with_sampler_vllm(tmp_path):
+    proc = cli("sampler=vllm", "tracking=none", results=tmp_path, timeout=2400)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    planned = {n for n in lines(proc, "done in")}
+    assert {"sample", "score"} <= {n.split("[")[0] for n in planned}
+    (sample,) = stage_dirs(tmp_path, "sample")
+    manifest = json.loads((sample / "manifest.json").read_text())
+    assert manifest["metrics"]["logprobs_of"].startswith("the sampling distribution")
+    (score,) = stage_dirs(tmp_path, "score")
+    gap = json.loads((score / "manifest.json").read_text())["metrics"]["max_abs_gap_vs_sampled_logprobs"]
+    assert gap < 1e-4  # vLLM's sampled log-probs == its own teacher-forced scores
+    assert len(stage_dirs(tmp_path, "eval")) == 7
+    for d in stage_dirs(tmp_path, "eval"):
+        m = json.loads((d / "metrics.json").read_text())
+        assert 0.0 <= m["pass@1"] <= m["pass@8"] <= 1.0
