@@ -25,7 +25,10 @@ adds the tokenizer's EOS itself. The hf engine stops on the tokenizer's EOS only
 On vLLM's CPU platform the ``cpu:`` block of ``conf/sampler/vllm.yaml`` overrides the settings
 (float32, eager, an explicit KV-cache size, the engine in this process). vLLM's CPU attention
 refuses some head sizes (16 among them; 32 works): :func:`check_head_dim` names them before vLLM
-starts. GPU-only parts (CUDA kernels, bf16 numerics, tensor parallel) have not run here.
+starts. ``LLM`` has no shutdown of its own: ``close`` shuts its engine-core client down, which
+stops the engine processes of the multi-process engine (checked on the CPU). vLLM's CPU worker
+replaces ``torch.set_num_threads`` with a no-op in its process; ``close`` restores it. GPU-only
+parts (CUDA kernels, bf16 numerics, tensor parallel) have not run here.
 """
 from __future__ import annotations
 
