@@ -16,6 +16,10 @@ def compose_cfg(*overrides: str, results: Path):
         return compose("config", overrides=[f"results_dir={results}", *overrides])
 
 
+# a two-objective, one-seed study: the key tests below name its nodes
+TWO = ("objectives=[sft,pear_token]", "seeds=null")
+
+
 def keys(dag) -> dict[str, str]:
     return {nid: n.key for nid, n in dag.nodes.items()}
 
@@ -39,9 +43,17 @@ def test_experiment_files_are_global_overlays_with_a_launch_command():
 
 def test_default_study_has_a_branch_per_objective_plus_direct_rl(tmp_path):
     dag = build_dag(compose_cfg(results=tmp_path), explicit=False)
+    objectives = ["sft", "pear_token", "pear_seq", "sft_kl", "talr"]
+    for s in (0, 1, 2):  # five objectives and direct RL, three seeds, sampling shared
+        for o in objectives:
+            assert {f"sft[{o}@{s}]", f"rl[{o}@{s}]", f"eval[rl:{o}@{s}]"} <= set(dag.nodes)
+        assert dag.nodes[f"rl[direct@{s}]"].deps == ["bootstrap"]
+    assert sum(n.stage == "sft" for n in dag.nodes.values()) == 15
+    assert sum(n.stage == "rl" for n in dag.nodes.values()) == 18
+    assert sum(n.stage in ("sample", "score") for n in dag.nodes.values()) == 2
+    two = build_dag(compose_cfg(*TWO, results=tmp_path), explicit=False)
     assert {"sft[sft]", "sft[pear_token]", "rl[sft]", "rl[pear_token]", "rl[direct]",
-            "eval[base]", "eval[behavior]", "eval[rl:direct]", "bootstrap"} <= set(dag.nodes)
-    assert dag.nodes["rl[direct]"].deps == ["bootstrap"]
+            "eval[base]", "eval[behavior]", "eval[rl:direct]", "bootstrap"} <= set(two.nodes)
 
 
 def test_chosen_objective_and_overrides_reach_the_sft_node(tmp_path):
@@ -54,8 +66,8 @@ def test_chosen_objective_and_overrides_reach_the_sft_node(tmp_path):
 
 
 def test_changing_sft_lr_reruns_sft_and_what_follows_only(tmp_path):
-    a = keys(build_dag(compose_cfg(results=tmp_path), explicit=False))
-    b = keys(build_dag(compose_cfg("sft.lr=5e-4", results=tmp_path), explicit=False))
+    a = keys(build_dag(compose_cfg(*TWO, results=tmp_path), explicit=False))
+    b = keys(build_dag(compose_cfg(*TWO, "sft.lr=5e-4", results=tmp_path), explicit=False))
     changed = {n for n in a if a[n] != b[n]}
     assert changed == {"sft[sft]", "sft[pear_token]", "eval[sft:sft]", "eval[sft:pear_token]",
                        "rl[sft]", "rl[pear_token]", "eval[rl:sft]", "eval[rl:pear_token]", "report",
@@ -64,13 +76,13 @@ def test_changing_sft_lr_reruns_sft_and_what_follows_only(tmp_path):
 
 
 def test_changing_rl_or_runtime_settings(tmp_path):
-    a = keys(build_dag(compose_cfg(results=tmp_path), explicit=False))
-    rl = keys(build_dag(compose_cfg("rl.steps=7", results=tmp_path), explicit=False))
+    a = keys(build_dag(compose_cfg(*TWO, results=tmp_path), explicit=False))
+    rl = keys(build_dag(compose_cfg(*TWO, "rl.steps=7", results=tmp_path), explicit=False))
     assert {n for n in a if a[n] != rl[n]} == {
         "rl[sft]", "rl[pear_token]", "rl[direct]", "eval[rl:sft]", "eval[rl:pear_token]",
         "eval[rl:direct]", "report", "analysis[rl:sft]", "analysis[rl:pear_token]",
         "analysis[rl:direct]"}
-    runtime = keys(build_dag(compose_cfg("cluster=inline", "resources.default.num_cpus=2",
+    runtime = keys(build_dag(compose_cfg(*TWO, "cluster=inline", "resources.default.num_cpus=2",
                                          "sampler.workers=4", "sampler.gpus_per_worker=2",
                                          "sampler.cpus_per_worker=3", results=tmp_path),
                              explicit=False))
@@ -78,7 +90,7 @@ def test_changing_rl_or_runtime_settings(tmp_path):
 
 
 def test_a_kd_objective_gets_its_own_topk_score_node(tmp_path):
-    dag = build_dag(compose_cfg("objectives=[sft,kd]", results=tmp_path), explicit=False)
+    dag = build_dag(compose_cfg("objectives=[sft,kd]", "seeds=null", results=tmp_path), explicit=False)
     assert dag.nodes["sft[kd]"].deps == ["bootstrap", "score[top20]"]
     assert dag.nodes["score[top20]"].cfg["score"]["topk"] == 20
     assert "score" in dag.nodes["sft[sft]"].deps
