@@ -1,7 +1,7 @@
 """Objectives benchmark (issue 3): peak memory of token_logprobs, step time of every objective.
 
-    /work/venv/bin/python benchmarks/objectives.py            # both tables, markdown, < 2 min
-    /work/venv/bin/python benchmarks/objectives.py --skip-memory --repeats 40
+    python benchmarks/objectives.py            # both tables, markdown, < 2 min
+    python benchmarks/objectives.py --skip-memory --repeats 40
 
 1. Peak memory: label log-probs for one sequence of T = 4096 over a Qwen3 vocabulary (151,936)
    from bf16 logits on the CPU, chunked ``token_logprobs`` against the naive

@@ -1,7 +1,7 @@
 """Verifier robustness and speed (issue 4): adversarial completions against every suite.
 
-    /work/venv/bin/python benchmarks/verifiers_fuzz.py                  # 10,000 per suite, markdown
-    /work/venv/bin/python benchmarks/verifiers_fuzz.py --n 500 --suites logic math
+    python benchmarks/verifiers_fuzz.py                  # 10,000 per suite, markdown
+    python benchmarks/verifiers_fuzz.py --n 500 --suites logic math
 
 For each suite (toy, logic, synlogic on tests/data rows: one row of each of its 33 task types,
 math) it scores ``--n`` adversarial

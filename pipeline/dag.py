@@ -1,4 +1,4 @@
-"""The study as a DAG of stage nodes, built from the resolved Hydra config (DESIGN.md).
+"""The study as a DAG of stage nodes, built from the resolved Hydra config.
 
 ::
 

@@ -1,4 +1,4 @@
-"""Weights & Biases tracking: one W&B run per computed stage (DESIGN.md "Tracking and results").
+"""Weights & Biases tracking: one W&B run per computed stage.
 
 ``execute`` calls :func:`start` around a stage and installs the returned tracker with
 ``stages.common.set_tracker``; stages log through ``stages.common.tracker()`` and never import

@@ -3,7 +3,7 @@
 # engines and the SFT stage on CUDA, with timings, plus the same stages on CPU in the same call
 # for a ratio on the same machine.
 #
-# The lent machine (LIBRARIES.md) has torch+CUDA, transformers, accelerate, but no vLLM, no verl,
+# A lent GPU machine without registry access has torch+CUDA, transformers, accelerate, but no vLLM, no verl,
 # no Ray/Hydra guaranteed and no package registry, so this calls the stage functions directly
 # (stages/*.run, as the tests do) with configs read from conf/ (toy task, toy model, sampler=hf,
 # objective, and the overlay EXPERIMENT, default smoke). The rl stage runs only if trl imports.

@@ -1,4 +1,4 @@
-"""Evaluate a model on the task's held-out split: pass@k, avg@n, maj@n (DESIGN.md "eval").
+"""Evaluate a model on the task's held-out split: pass@k, avg@n, maj@n.
 
 Samples ``eval.n`` completions per eval item with the configured engine, judges them with the
 task verifier and writes ``samples.parquet`` (every sample with its verdict) and

@@ -1,4 +1,4 @@
-"""Online RL (GRPO) from an SFT or base model; reward = the task verifier (DESIGN.md "rl").
+"""Online RL (GRPO) from an SFT or base model; reward = the task verifier.
 
 The engine is a config group: ``rl=trl`` (``stages/rl_engines/trl.py``, TRL's GRPOTrainer on CPU
 or one GPU). Every engine writes the final policy to ``out`` as an HF model dir, so eval loads it

@@ -1,4 +1,4 @@
-"""Sample the behavior policy π_β on the task's train prompts (DESIGN.md "sample").
+"""Sample the behavior policy π_β on the task's train prompts.
 
 Writes ``responses.parquet``: one row per (prompt, sample) with the prompt and response token
 ids, the decoded response, the sampled tokens' log-probs under π_β and the finish reason.

@@ -1,4 +1,4 @@
-"""Teacher-forced behavior log-probs for every response token (DESIGN.md "score").
+"""Teacher-forced behavior log-probs for every response token.
 
 Reads ``verified.parquet``, scores each response under π_β with the configured engine and writes
 ``scored.parquet`` with ``behavior_logprobs`` (one per response token) and, when

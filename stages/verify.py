@@ -1,4 +1,4 @@
-"""Verify every sampled response with the task's verifier (DESIGN.md "verify").
+"""Verify every sampled response with the task's verifier.
 
 Adds ``reward``, ``correct``, ``extracted`` and ``reason`` to each row of ``responses.parquet``
 and writes ``verified.parquet`` (positives and verified failures; the sft stage picks what its

@@ -1,4 +1,4 @@
-"""The task-suite protocol every verifier follows (see DESIGN.md, "Tasks and verifiers").
+"""The task-suite protocol every verifier follows.
 
 A suite hands out items for a split, scores completions and says when two extracted answers
 are the same answer (``same_answer``, the task's own equality: maj@n votes with it). The same
