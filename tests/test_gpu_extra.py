@@ -46,7 +46,8 @@ def test_gpu_extra_pins_verl_with_vllm_and_base_allows_its_transformers():
     """No network: the installed verl's own metadata says what its [vllm] extra pins."""
     from packaging.requirements import Requirement
 
-    assert _extra("gpu") == ["verl[vllm]==0.9.1"]
+    gpu = {Requirement(r).name: Requirement(r) for r in _extra("gpu")}
+    assert str(gpu["verl"]) == "verl[vllm]==0.9.1"
     pins = {Requirement(r).name: Requirement(r).specifier
             for r in importlib.metadata.requires("verl") or [] if 'extra == "vllm"' in r}
     assert {"vllm", "torch", "transformers"} <= set(pins)
@@ -55,6 +56,8 @@ def test_gpu_extra_pins_verl_with_vllm_and_base_allows_its_transformers():
     for name in ("transformers", "torch"):
         pinned = next(iter(pins[name])).version           # e.g. ==5.9.0
         assert base[name].contains(pinned), (name, str(base[name]), pinned)
+    # the extra's own transformers cap (verl's range) admits what verl's [vllm] extra pins
+    assert gpu["transformers"].specifier.contains(next(iter(pins["transformers"])).version)
 
 
 @pytest.mark.slow

@@ -39,7 +39,7 @@ def _scored(tokenizer, root: Path, prompts: int = 37, samples: int = 2) -> Path:
 
 def _cfg(num_processes: int, **sft_over) -> dict:
     s = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sft" / "default.yaml"))
-    s.update({"lr": 3e-3, "batch_size": 8, "warmup_ratio": 0.0, "heldout_fraction": 4 / 36,
+    s.update({"lr": 3e-3, "epochs": 1, "batch_size": 8, "warmup_ratio": 0.0, "heldout_fraction": 4 / 36,
               "save_steps": 100, "device": "cpu", "num_processes": num_processes, **sft_over})
     objective = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "objective" / "pear_token.yaml"))
     return {"sft": s, "objective": objective, "seed": 5}

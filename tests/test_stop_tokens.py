@@ -109,24 +109,22 @@ def test_hf_engine_stops_on_the_generation_config_eos_ids(tiny_models, tmp_path)
     assert g.logprobs == pytest.approx(long.logprobs[:k + 1], abs=1e-5)
 
 
-def test_vllm_engine_passes_the_generation_config_eos_ids_as_stop_ids(chat_base, tmp_path):
-    from transformers import GenerationConfig
+def test_vllm_stop_ids_come_from_the_generation_config(chat_base, tmp_path):
+    """The ids the vLLM engine sends as ``stop_token_ids`` (the real engine stopping on them runs
+    in the vLLM environment: ``tests/test_vllm_cpu.py``), and the hf engine's helper agrees."""
+    from transformers import AutoTokenizer, GenerationConfig
 
-    from stages.engines.vllm import VLLMEngine
-
-    class Recorder:  # records the SamplingParams the engine sends; answers nothing
-        def generate(self, prompts, params, use_tqdm=True):
-            self.params = params
-            return []
+    from stages.engines.vllm import sampling_kwargs, stop_token_ids
+    from stages.sft_output import stop_token_ids as hf_stop_ids
 
     model = tmp_path / "model"
     shutil.copytree(chat_base, model)
     GenerationConfig(eos_token_id=[5, 7]).save_pretrained(model)
-    llm = Recorder()
-    eng = VLLMEngine(str(model), {"engine": "vllm"}, llm=llm, params=dict)
-    eng.generate(["1+2=", "3+4="], n=2, temperature=1.0, top_p=1.0, max_new_tokens=8, seed=0)
-    eot = eng.tokenizer.eos_token_id
-    assert [p["stop_token_ids"] for p in llm.params] == [[5, 7, eot]] * 2
+    tok = AutoTokenizer.from_pretrained(model)
+    ids = stop_token_ids(str(model), tok)
+    assert set(ids) == {5, 7, tok.eos_token_id}
+    assert set(hf_stop_ids(model, tok)) == set(ids)
+    assert sampling_kwargs(2, 1.0, 1.0, 8, 0, stop=ids)["stop_token_ids"] == ids
 
 
 def test_rl_output_keeps_the_stop_tokens(tiny_models, tmp_path):
