@@ -79,14 +79,11 @@ def llm_kwargs(model: str, cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def stop_token_ids(model: str, tokenizer: Any) -> list[int]:
-    """Every id that ends a sample: the tokenizer's EOS and the generation config's
-    ``eos_token_id`` (an int or a list). The one place the engine decides it."""
-    ids = [] if tokenizer.eos_token_id is None else [int(tokenizer.eos_token_id)]
-    path = Path(model) / "generation_config.json"
-    if path.is_file():
-        eos = json.loads(path.read_text()).get("eos_token_id")
-        ids += [int(e) for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
-    return sorted(set(ids))
+    """Every id that ends a sample, sorted: the generation config's ``eos_token_id`` (an int or a
+    list) and the tokenizer's EOS, as the hf engine stops (``stages.sft_output``)."""
+    from stages.sft_output import stop_token_ids as model_stop_ids
+
+    return sorted(model_stop_ids(model, tokenizer))
 
 
 def check_head_dim(model: str, supported: Sequence[int]) -> None:
