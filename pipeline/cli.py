@@ -19,7 +19,7 @@ from pipeline import dag as dag_mod
 from pipeline import cluster as cluster_mod
 from pipeline import gpus, preflight, results, runner, tracking
 from pipeline.config_check import ConfigError, validate
-from pipeline.study import CONF_DIR, build_dag, link_report, objective_configs  # noqa: F401
+from pipeline.study import CONF_DIR, build_dag, link_report  # noqa: F401 (re-exported)
 
 
 def print_plan(dag: dag_mod.Dag, echo: Callable[[str], None] = print) -> dict[str, str]:

@@ -116,7 +116,8 @@ class Model(Section):
 
     @model_validator(mode="after")
     def _named(self) -> Model:
-        missing = [k for k in ("base", "behavior") if self.bootstrap is None and not getattr(self, k)]
+        missing = [k for k in ("base", "behavior")
+                   if self.bootstrap is None and not getattr(self, k)]
         if missing:
             raise ValueError(f"model.bootstrap is null, so model.{missing[0]} must name a hub id "
                              "or a local model directory")
