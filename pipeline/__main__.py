@@ -9,9 +9,13 @@
 
 Everything after the command is Hydra's: ``+experiment=smoke``, ``objective=pear_token``,
 ``sft.lr=1e-4``, ``-m objective=sft,pear_token`` (multirun), ``--cfg job``...
+
+A config error (a key the schema does not know, a value out of its range) stops before any
+work with one line per problem; ``--debug`` (or HYDRA_FULL_ERROR=1) shows the traceback too.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 COMMANDS = ("run", "plan", "status", "report", "ls")
@@ -26,6 +30,9 @@ def main() -> None:
             sys.exit(2)
         return
     command, rest = argv[0], argv[1:]
+    if "--debug" in rest:
+        rest = [a for a in rest if a != "--debug"]
+        os.environ["HYDRA_FULL_ERROR"] = "1"
     if command == "ls":
         from pipeline.cli import list_registries
 
@@ -33,8 +40,21 @@ def main() -> None:
         return
     import hydra
 
-    from pipeline.cli import CONF_DIR, hydra_entry
+    from pipeline.cli import CONF_DIR, debugging, fail, hydra_entry
+    from pipeline.config_check import ConfigError, check_overrides
+    from pipeline.study import default_choices
 
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    overrides = [a for a in rest if "=" in a and not a.startswith("-")]
+    # an experiment may choose other files of a group than conf/config.yaml's defaults
+    defaults = {} if any(a.lstrip("+").startswith("experiment=") for a in overrides) \
+        else default_choices()
+    try:  # before Hydra composes (it would suggest `+key=` for an unknown key)
+        check_overrides(overrides, groups, defaults)
+    except ConfigError as e:
+        if debugging():
+            raise
+        fail(e)
     # Hydra's argparse takes its overrides as one positional run: a -m after some overrides
     # (`run +experiment=smoke -m objective=a,b`) would leave the rest unparsed
     switches = [a for a in rest if a in ("-m", "--multirun")]

@@ -1,4 +1,10 @@
-"""What the commands do once Hydra has composed the config (see ``pipeline/__main__.py``)."""
+"""What the commands do once Hydra has composed the config (see ``pipeline/__main__.py``).
+
+Every command first validates the composed config (``pipeline/config_check.py``). ``run`` then
+checks, in order and before it writes anything, GPUs, the local GPU claim, models and the
+results directory; only then does it record its config (``<experiment>/_hydra/<time>/``) and
+start work. ``plan`` and ``status`` only read.
+"""
 from __future__ import annotations
 
 import os
@@ -12,58 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import dag as dag_mod
 from pipeline import cluster as cluster_mod
 from pipeline import gpus, preflight, results, runner, tracking
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-
-
-def _explicit_objective() -> bool:
-    """True when ``objective=NAME`` was given on the command line (or by a multirun sweep)."""
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return False
-    return any(o.split("=", 1)[0].lstrip("+~") == "objective"
-               for o in HydraConfig.get().overrides.task)
-
-
-def objective_configs(cfg: DictConfig, explicit: bool | None = None) -> dict[str, dict]:
-    """The objectives of this run: ``objectives`` (the study), or just ``objective`` if chosen."""
-    chosen = cfg.objective.name
-    explicit = _explicit_objective() if explicit is None else explicit
-    names = [chosen] if explicit else list(cfg.objectives)
-    out = {}
-    for name in names:
-        if name == chosen:
-            out[name] = OmegaConf.to_container(cfg.objective, resolve=True)
-            continue
-        path = CONF_DIR / "objective" / f"{name}.yaml"
-        if not path.is_file():
-            valid = sorted(p.stem for p in (CONF_DIR / "objective").glob("*.yaml"))
-            raise ValueError(f"unknown objective {name!r} in `objectives`; valid: {', '.join(valid)}")
-        out[name] = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
-    return out
-
-
-def build_dag(cfg: DictConfig, explicit: bool | None = None) -> dag_mod.Dag:
-    cfg = cfg.copy()
-    OmegaConf.set_struct(cfg, False)
-    cfg.results_dir = str(Path(cfg.results_dir).expanduser().resolve())
-    dag = dag_mod.build(cfg, objective_configs(cfg, explicit))
-    t = cfg.get("tracking")
-    t = OmegaConf.to_container(t, resolve=True) if t is not None else {}
-    dag.tracking = tracking.settings(t, cfg.experiment_name, dag.root, _sweep())
-    return dag
-
-
-def _sweep() -> dict | None:
-    """``{"id", "job"}`` inside a Hydra multirun job (W&B tags its runs with the sweep)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-        return None
-    hc = HydraConfig.get()
-    return {"id": Path(hc.sweep.dir).name, "job": hc.job.num}
+from pipeline.config_check import ConfigError, validate
+from pipeline.study import CONF_DIR, build_dag, link_report  # noqa: F401 (re-exported)
 
 
 def print_plan(dag: dag_mod.Dag, echo: Callable[[str], None] = print) -> dict[str, str]:
@@ -105,28 +61,35 @@ def check_gpus(dag: dag_mod.Dag, cluster: dict) -> None:
                          f"{have}; run it on a GPU machine or join a cluster (cluster=ray)")
 
 
-def link_report(dag: dag_mod.Dag) -> Path | None:
-    if "report" not in dag.nodes or not dag.dir("report").complete():
-        return None
-    final = dag.dir("report").final
-    link = final.parent / "latest"
-    tmp = final.parent / f".latest-{os.getpid()}"
-    if tmp.is_symlink():
-        tmp.unlink()
-    os.symlink(final.name, tmp)
-    os.replace(tmp, link)
-    return final
+def record_config(cfg: DictConfig, root: Path) -> Path:
+    """The composed config and the command line's overrides of this run, as Hydra's output
+    directory held them: ``<root>/_hydra/<time>/`` (a multirun job: the job's sweep directory)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get() if HydraConfig.initialized() else None
+    if hc is not None and hc.mode == RunMode.MULTIRUN:
+        out = Path(hc.runtime.output_dir)
+    else:
+        out = root / "_hydra" / time.strftime("%Y-%m-%d_%H-%M-%S")
+        if out.exists():
+            out = out.with_name(f"{out.name}-{os.getpid()}")
+    out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "config.yaml")
+    OmegaConf.save(OmegaConf.create(list(hc.overrides.task) if hc else []), out / "overrides.yaml")
+    return out
 
 
 def do_run(cfg: DictConfig) -> int:
     started = time.time()
     dag = build_dag(cfg)
-    check_writable(dag.root)
     print_plan(dag)
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
     check_gpus(dag, cluster)
     cluster_mod.claim_local_gpus(cluster, cluster_mod.describe(dag.root))  # one local cluster
     preflight.check(cfg, dag)  # models exist, base and behavior share a vocabulary
+    check_writable(dag.root)  # the first write: every check that can refuse the run came first
+    record_config(cfg, dag.root)
     results.record_run(dag, started)
     outcome = runner.run(dag, cluster, echo=lambda s: print(s, flush=True))
     report = link_report(dag)
@@ -142,8 +105,19 @@ def do_run(cfg: DictConfig) -> int:
     return 0
 
 
+def debugging() -> bool:
+    """``--debug`` (or HYDRA_FULL_ERROR=1): the project's errors keep their traceback."""
+    return os.environ.get("HYDRA_FULL_ERROR", "") == "1"
+
+
 def hydra_entry(command: str) -> Callable[[DictConfig], Any]:
     def entry(cfg: DictConfig) -> None:
+        try:
+            validate(cfg)
+        except ConfigError as e:
+            if debugging():
+                raise
+            fail(e)
         if command == "plan":
             print_plan(build_dag(cfg))
             return
@@ -155,6 +129,13 @@ def hydra_entry(command: str) -> Callable[[DictConfig], Any]:
             raise SystemExit(code)
 
     return entry
+
+
+def fail(error: Exception) -> None:
+    """Stop with the error's lines on stderr, no traceback (exit status 2: a usage error)."""
+    for line in str(error).splitlines():
+        print(f"config error: {line}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def list_registries() -> None:

@@ -24,6 +24,7 @@ import time
 
 from filelock import FileLock, Timeout
 
+from pipeline import study, tracking
 from pipeline.cache import StageDir, read_manifest
 from pipeline.dag import Dag, Node, Ref, plan_digest
 
@@ -138,23 +139,22 @@ def gathered_dag(full: Dag) -> tuple[Dag, list[str]]:
 def do_report(cfg) -> int:
     from omegaconf import OmegaConf
 
-    from pipeline import cli
     from pipeline.execute import execute
     from pipeline.runner import spec_for
 
     cfg = cfg.copy()
     OmegaConf.set_struct(cfg, False)
-    names = {p.stem for p in (cli.CONF_DIR / "objective").glob("*.yaml")}
+    names = {p.stem for p in (study.CONF_DIR / "objective").glob("*.yaml")}
     cfg.objectives = sorted(names | set(cfg.objectives) | {cfg.objective.name})
-    dag, found = gathered_dag(cli.build_dag(cfg, explicit=False))
+    dag, found = gathered_dag(study.build_dag(cfg, explicit=False))
     if not any(n.startswith("eval/") for n in dag.nodes["report"].inputs):
         print(f"no complete eval under {dag.root} for this config; run `python -m pipeline run` "
               "(with the same overrides) first")
         return 1
     print(f"report over {', '.join(found)} from {dag.root}")
     result = execute(spec_for(dag, "report"))
-    final = cli.link_report(dag)
+    final = study.link_report(dag)
     print(f"report ({result['status']}): {final / 'report.md'}")
-    if (dag.tracking or {}).get("mode") == "offline" and cli.tracking.sync_hint(dag.root):
-        print(cli.tracking.sync_hint(dag.root))
+    if (dag.tracking or {}).get("mode") == "offline" and tracking.sync_hint(dag.root):
+        print(tracking.sync_hint(dag.root))
     return 0

@@ -21,10 +21,20 @@ ROOT = Path(__file__).resolve().parent.parent
 TASK = {"suite": "toy", "seed": 0, "sizes": {"train": 6, "rl": 4, "eval": 4}, "pretrain_size": 10}
 
 
-def cli(*args: str, command: str = "plan"):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "pipeline", command, *args], cwd=ROOT, env=env,
+def cli(*args: str, command: str = "plan", cwd: Path = ROOT):
+    env = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_RESULTS", "HYDRA_FULL_ERROR")}
+    env["PYTHONPATH"] = str(ROOT)
+    return subprocess.run([sys.executable, "-m", "pipeline", command, *args], cwd=cwd, env=env,
                           text=True, capture_output=True, timeout=120)
+
+
+def one_line_error(proc) -> str:
+    """The single ``config error:`` line of a refused command (no traceback)."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("config error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
 
 
 def responses(tmp_path: Path, rows: list[dict]) -> str:
@@ -207,3 +217,50 @@ def test_verl_rl_counts_the_gpus_of_verls_own_workers(tmp_path):
     if torch.cuda.device_count() < 8:
         with pytest.raises(SystemExit, match="asks for 8 GPU"):
             check_gpus(dag, {"kind": "local"})
+
+
+def test_an_unknown_key_is_refused_with_or_without_plus_naming_the_closest_key(tmp_path):
+    for line in ("sft.learning_rate=1e-4", "+sft.learning_rate=1e-4"):
+        proc = cli(line, f"results_dir={tmp_path}", command="run")
+        assert one_line_error(proc) == \
+            "config error: unknown key sft.learning_rate; did you mean sft.lr?"
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("override,message", [
+    ("sample.n=0", "sample.n = 0: must be >= 1"),
+    ("sft.lr=-1e-4", "sft.lr = -0.0001: must be > 0"),
+    ("objectives=[sft,pear_tokn]", "unknown objective 'pear_tokn'; did you mean pear_token?"),
+    ("cluster.kind=slurm", "cluster.kind = 'slurm': must be one of inline, local, ray"),
+])
+def test_a_config_error_stops_the_run_before_any_work_in_one_line(override, message, tmp_path):
+    proc = cli(override, f"results_dir={tmp_path}", command="run")
+    assert message in one_line_error(proc)
+    assert "cached" not in proc.stdout and "to run" not in proc.stdout  # no plan, no Ray
+    assert not list(tmp_path.iterdir())  # no stage directory, no .work- left behind
+
+
+def test_debug_keeps_the_traceback_of_a_config_error(tmp_path):
+    proc = cli("sample.n=0", "--debug", f"results_dir={tmp_path}", command="run")
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr and "sample.n = 0: must be >= 1" in proc.stderr
+
+
+def test_results_go_to_the_same_place_from_any_directory(tmp_path):
+    proc = cli("+experiment=smoke", command="plan", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"plan for {ROOT / 'results' / 'smoke'}:" in proc.stdout
+    assert not list(tmp_path.iterdir())  # no results/ (or Hydra output) where it was run
+
+
+def test_plan_status_and_a_refused_run_write_nothing(tmp_path):
+    from pipeline.gpus import local_gpu_count
+
+    results = tmp_path / "results"
+    for command in ("plan", "status"):
+        proc = cli("+experiment=synlogic_qwen3_1p7b", f"results_dir={results}", command=command)
+        assert proc.returncode == 0, proc.stderr
+    if local_gpu_count() < 8:  # the experiment asks for 8 GPUs: refused before any work
+        proc = cli("+experiment=synlogic_qwen3_1p7b", f"results_dir={results}", command="run")
+        assert proc.returncode != 0 and "asks for 8 GPU(s)" in proc.stderr
+    assert not results.exists()

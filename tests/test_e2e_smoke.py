@@ -114,9 +114,10 @@ def test_multirun_jobs_reuse_the_shared_upstream_stages(smoke):
 
 def test_a_failing_branch_stops_itself_and_names_its_log(smoke):
     results, _ = smoke
-    # an objective parameter the loss does not take fails sft[pear_block]; eval.n=4 gives the
-    # other branches fresh work that must still finish
-    proc = cli("objective=pear_block", "+objective.params.bogus=1", "eval.n=4",
+    # an fsdp option transformers refuses fails sft[pear_block] inside the stage (the config
+    # schema leaves sft.fsdp's strings to transformers); eval.n=4 gives the other branches
+    # fresh work that must still finish
+    proc = cli("objective=pear_block", "sft.fsdp=bogus", "eval.n=4",
                "eval.ks=[1,4]", "report.ks=[1,4]", results=results)
     assert proc.returncode != 0
     assert "FAILED stage sft[pear_block]" in proc.stderr
