@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from stages.common import progress, seed_everything
+from stages.common import note, progress, seed_everything
 from verifiers import build_suite
 from verifiers.toy import solve
 
@@ -114,7 +114,9 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     metrics: dict = {"vocab_size": len(tok), "pretrain_items": len(items)}
     for role, pairs in (("base", clean), ("behavior", noisy)):
         done = Path(work) / role
-        if not (done / "config.json").is_file():
+        if (done / "config.json").is_file():
+            note(f"resumed: the {role} model was trained before")
+        else:
             seed_everything(seed + (role == "behavior"))
             model = make_model(dict(b["arch"]), tok)
             r = b[role]

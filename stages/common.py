@@ -1,55 +1,17 @@
-"""Small helpers the stages share: progress bars, seeding, devices, tables, models."""
+"""Small helpers the stages share: progress bars and notes (``stages/progress.py``), seeding,
+devices, tables, models."""
 from __future__ import annotations
 
 import json
 import os
 import random
-import sys
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
-_progress_factory: Callable[..., Any] | None = None
-
-
-def set_progress_factory(factory: Callable[..., Any] | None) -> None:
-    """Let the runner choose how bars are drawn (e.g. Ray's driver-side tqdm)."""
-    global _progress_factory
-    _progress_factory = factory
-
-
-class _NoBar:
-    """A progress bar that draws nothing (output that is not a terminal)."""
-
-    def __init__(self, iterable=None, **kw):
-        self.iterable = iterable
-
-    def __iter__(self):
-        return iter(self.iterable)
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def no_progress(iterable: Iterable | None = None, **kw) -> _NoBar:
-    return _NoBar(iterable)
-
-
-def progress(iterable: Iterable | None = None, total: int | None = None, desc: str = "",
-             unit: str = "it"):
-    """A progress bar (tqdm API subset: iterate, ``update``, ``close``)."""
-    if _progress_factory is not None:
-        return _progress_factory(iterable, desc=desc, total=total, unit=unit)
-    from tqdm import tqdm
-
-    return tqdm(iterable, total=total, desc=desc, unit=unit, file=sys.__stderr__,
-                mininterval=1.0, leave=False, dynamic_ncols=True)
-
-
+from stages.progress import (no_progress, note, progress, set_progress_factory,  # noqa: F401
+                             trainer_progress)
 
 # --- Data parallelism: one engine per worker over a list of shards --------------------------
 # A stage calls ``parallel_map(make_worker, fn, tasks, **worker_options(cfg["engine"]))``. The
@@ -115,24 +77,6 @@ def write_shard(df: pd.DataFrame, path: Path) -> None:
     tmp = Path(path).with_suffix(f".{os.getpid()}.tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
-
-
-def trainer_progress(desc: str, total: int):
-    """A ``TrainerCallback`` that draws a ``progress`` bar of optimizer steps (resume-aware)."""
-    from transformers import TrainerCallback
-
-    class Bar(TrainerCallback):
-        def on_train_begin(self, args, state, control, **kw):
-            self.bar = progress(total=total, desc=desc, unit="step")
-            self.bar.update(state.global_step)
-
-        def on_step_end(self, args, state, control, **kw):
-            self.bar.update(1)
-
-        def on_train_end(self, args, state, control, **kw):
-            self.bar.close()
-
-    return Bar()
 
 
 def seed_everything(seed: int) -> None:

@@ -23,8 +23,8 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from stages.common import (load_tokenizer, parallel_map, progress, worker_options, write_shard,
-                           write_table)
+from stages.common import (load_tokenizer, note, parallel_map, progress, worker_options,
+                           write_shard, write_table)
 from stages.engines import make_engine
 from verifiers import build_suite
 from verifiers.base import Item
@@ -107,8 +107,12 @@ def generate_rows(make_engine_fn: Callable[[], Any], items: list[Item], prompts:
         jobs.append(GenShard(k, items[start:start + shard_size], prompts[start:start + shard_size],
                              n, float(s["temperature"]), float(s.get("top_p", 1.0)),
                              int(s["max_new_tokens"]), seed * 100_003 + k))
-    bar = progress(total=len(items), desc=desc, unit="prompt")
-    bar.update(len(items) - sum(len(j.items) for j in jobs))
+    if frames:  # finished shards survive a crash or Ctrl-C
+        shards = len(frames) + len(jobs)
+        note(f"resumed from shard {jobs[0].index} of {shards} ({len(frames)} done before)" if jobs
+             else f"resumed: all {shards} shards were done before")
+    bar = progress(total=len(items), desc=desc, unit="prompt",
+                   initial=len(items) - sum(len(j.items) for j in jobs))
     for i, df in parallel_map(make_engine_fn, generate_shard, jobs, **(workers or {})):
         if work:
             write_shard(df, Path(work) / f"shard-{jobs[i].index:05d}.parquet")

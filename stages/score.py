@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.common import (load_tokenizer, parallel_map, progress, read_table, worker_options,
-                           write_shard, write_table)
+from stages.common import (load_tokenizer, note, parallel_map, progress, read_table,
+                           worker_options, write_shard, write_table)
 from stages.engines import make_engine
 
 
@@ -61,8 +61,11 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
         part = df.iloc[start:start + chunk]
         jobs.append(ScoreShard(k, [list(x) for x in part["prompt_ids"]],
                                [list(x) for x in part["response_ids"]], topk))
-    bar = progress(total=len(shards) + len(jobs), desc="score", unit="shard")
-    bar.update(len(shards))
+    if shards:  # finished shards survive a crash or Ctrl-C
+        total = len(shards) + len(jobs)
+        note(f"resumed from shard {jobs[0].index} of {total} ({len(shards)} done before)" if jobs
+             else f"resumed: all {total} shards were done before")
+    bar = progress(total=len(shards) + len(jobs), desc="score", unit="shard", initial=len(shards))
     for i, part in parallel_map(partial(make_engine, inputs["model"], cfg["engine"]), score_shard,
                                 jobs, **worker_options(cfg["engine"])):
         write_shard(part, Path(work) / f"shard-{jobs[i].index:05d}.parquet")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from stages.common import (device, last_complete_checkpoint, load_tokenizer, read_table,
+from stages.common import (device, last_complete_checkpoint, load_tokenizer, note, read_table,
                            seed_everything, tracking_callback, trainer_progress, write_table)
 from stages.objectives import get_objective
 from stages.sft_data import (Collator, EpochSampler, check_same_vocabulary, select_rows,
@@ -91,6 +91,8 @@ def fit(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
             [len(e["prompt_ids"]) + len(e["response_ids"]) for e in train], bs, seed,
             bool(s.get("group_by_length")), pad_index=len(train) if world > 1 else None)
     last = last_complete_checkpoint(args.output_dir)
+    if last:
+        note(f"resumed from {Path(last).name} of {steps} steps")
     trainer.train(resume_from_checkpoint=last)  # its training_loss counts only resumed steps
 
     if trainer.is_fsdp_enabled:

@@ -83,7 +83,7 @@ def _tail(path: Path, n: int = 30) -> str:
 
 def launch(cfg: dict, inputs: dict, out: Path, work: Path, n: int) -> dict:
     """Train on ``n`` processes and return rank 0's metrics; raise if any rank fails."""
-    from stages.common import progress, tracker
+    from stages.common import note, progress, tracker
 
     work = Path(work)
     result = work / "sft-result.json"
@@ -116,8 +116,11 @@ def launch(cfg: dict, inputs: dict, out: Path, work: Path, n: int) -> dict:
                 msg = json.loads(line[len(TAG):])
                 if "log" in msg:
                     tracker().log(msg["log"], step=msg.get("step"))
+                if "note" in msg:
+                    note(msg["note"])
                 if "total" in msg and bar is None:
-                    bar = progress(total=msg["total"], desc="sft", unit="step")
+                    bar = progress(total=msg["total"], desc="sft", unit="step",
+                                   initial=msg.get("initial", 0))
                 if bar is not None and msg.get("progress"):
                     bar.update(msg["progress"])
             elif line:
@@ -147,9 +150,9 @@ def launch(cfg: dict, inputs: dict, out: Path, work: Path, n: int) -> dict:
 class _PipeBar:
     """Rank 0's progress bar: each update becomes a line for the stage process."""
 
-    def __init__(self, iterable=None, total: int | None = None, **kw) -> None:
+    def __init__(self, iterable=None, total: int | None = None, initial: int = 0, **kw) -> None:
         self.iterable = iterable
-        _send({"total": total, "progress": 0})
+        _send({"total": total, "progress": 0, "initial": initial})
 
     def __iter__(self):
         for x in self.iterable:
@@ -198,6 +201,7 @@ def main(job_path: str) -> None:
     import torch
 
     import stages.common as common
+    from stages.progress import set_note_sink
     from stages.sft_fit import fit
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -206,6 +210,7 @@ def main(job_path: str) -> None:
     common.set_progress_factory(_PipeBar if rank == 0 else common.no_progress)
     if rank == 0:
         common.set_tracker(_PipeTracker())
+        set_note_sink(lambda msg: _send({"note": msg}))  # notes reach the console once
     metrics = fit(job["cfg"], job["inputs"], Path(job["out"]), Path(job["work"]))
     if rank == 0:
         tmp = Path(job["work"]) / f"sft-result.json.{os.getpid()}.tmp"

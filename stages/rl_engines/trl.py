@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from stages.common import (device, last_complete_checkpoint, load_tokenizer, seed_everything,
-                           tracking_callback, trainer_progress, write_table)
+from stages.common import (device, last_complete_checkpoint, load_tokenizer, note,
+                           seed_everything, tracking_callback, trainer_progress, write_table)
 from stages.sample import prompt_strings
 from stages.sft_output import save_stop_files
 from verifiers import build_suite
@@ -86,6 +86,8 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
                           args=args, train_dataset=data, processing_class=tok,
                           callbacks=[trainer_progress("rl", int(r["steps"])), tracking_callback("rl")])
     last = last_complete_checkpoint(args.output_dir)
+    if last:
+        note(f"resumed from {Path(last).name} of {int(r['steps'])} steps")
     trainer.train(resume_from_checkpoint=last)
 
     final = trainer.model.float()

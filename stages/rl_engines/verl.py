@@ -54,7 +54,7 @@ from typing import Any
 
 import pandas as pd
 
-from stages.common import load_tokenizer, write_table
+from stages.common import load_tokenizer, note, write_table
 
 REWARD_FILE = str(Path(__file__).resolve().parents[2] / "verifiers" / "verl_reward.py")
 RAW_CHAT_TEMPLATE = "{% for m in messages %}{{ m.content }}{% endfor %}"
@@ -231,9 +231,13 @@ def launch(cmd: list[str], cwd: Path, retries: int, wait_s: float) -> None:
         tail: deque[str] = deque(maxlen=60)
         with subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, bufsize=1, preexec_fn=_die_with_parent) as proc:
-            for line in proc.stdout:  # into the stage log
-                sys.stdout.write(line)
-                tail.append(line)
+            try:
+                for line in proc.stdout:  # into the stage log
+                    sys.stdout.write(line)
+                    tail.append(line)
+            except BaseException:  # Ctrl-C (a cancelled stage) or an error here: verl stops too
+                proc.kill()
+                raise
         if proc.returncode == 0:
             return
         text = "".join(tail)
@@ -258,6 +262,8 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
                          f"{r['train_batch_size']}: verl would train no step")
     ckpt = work / "checkpoints"
     resumed = (ckpt / TRACKER).read_text().strip() if (ckpt / TRACKER).is_file() else None
+    if resumed:
+        note(f"resumed from verl's checkpoint of step {resumed} of {int(r['steps'])}")
     attempt = len(list(work.glob("metrics-*.jsonl")))
     paths = VerlPaths(
         model=str(inputs["model"]), train_file=str(work / "data" / "rl.parquet"),
