@@ -59,8 +59,13 @@ def main() -> None:
     # (`run +experiment=smoke -m objective=a,b`) would leave the rest unparsed
     switches = [a for a in rest if a in ("-m", "--multirun")]
     sys.argv = [f"pipeline {command}", *switches, *(a for a in rest if a not in switches)]
-    hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
-        hydra_entry(command))()
+    try:
+        hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")(
+            hydra_entry(command))()
+    except KeyboardInterrupt:  # outside the stages (the runner handles Ctrl-C while they run)
+        print("\ninterrupted (Ctrl-C); re-running the same command continues from where it "
+              "stopped", file=sys.stderr)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

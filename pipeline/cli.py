@@ -7,6 +7,7 @@ start work. ``plan`` and ``status`` only read.
 """
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -83,7 +84,11 @@ def record_config(cfg: DictConfig, root: Path) -> Path:
 def do_run(cfg: DictConfig) -> int:
     started = time.time()
     dag = build_dag(cfg)
-    print_plan(dag)
+    cached = all(s == "cached" for s in runner.plan(dag).values())
+    if cached:  # one line, not a plan and a "cached" line per stage
+        print(f"nothing to run: all {len(dag.order)} stages are cached in {dag.root}")
+    else:
+        print_plan(dag)
     cluster = OmegaConf.to_container(cfg.cluster, resolve=True)
     check_gpus(dag, cluster)
     cluster_mod.claim_local_gpus(cluster, cluster_mod.describe(dag.root))  # one local cluster
@@ -91,17 +96,22 @@ def do_run(cfg: DictConfig) -> int:
     check_writable(dag.root)  # the first write: every check that can refuse the run came first
     record_config(cfg, dag.root)
     results.record_run(dag, started)
-    outcome = runner.run(dag, cluster, echo=lambda s: print(s, flush=True))
+    echo = functools.partial(print, file=sys.stdout, flush=True)  # this stdout, not a stage's log
+    heartbeat = float(OmegaConf.select(cfg, "progress.heartbeat_s", default=60))
+    outcome = runner.run(dag, cluster, echo=echo, heartbeat_s=heartbeat)
+    if outcome.interrupted:
+        return 130
     report = link_report(dag)
-    print(f"finished in {time.time() - started:.1f} s")
-    if (dag.tracking or {}).get("mode") == "offline" and tracking.sync_hint(dag.root):
-        print(tracking.sync_hint(dag.root))
+    if not cached:
+        print(f"finished in {time.time() - started:.1f} s")
+        if (dag.tracking or {}).get("mode") == "offline" and tracking.sync_hint(dag.root):
+            print(tracking.sync_hint(dag.root))
     if outcome.failed:
         for nid in outcome.failed:
             print(f"FAILED stage {nid}; log: {dag.dir(nid).log}", file=sys.stderr)
         return 1
     if report is not None:
-        print(f"report: {report / 'report.md'}")
+        print(f"report: {report.parent / 'latest' / 'report.md'}")
     return 0
 
 

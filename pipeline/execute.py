@@ -9,6 +9,12 @@ Waiting on another process's lock has a limit (``lock_timeout``, from ``cluster.
 past it the stage fails with :class:`LockTimeout`, naming the holder. Inside a Ray task the runner
 calls with ``lock_timeout=0``: a busy lock returns ``{"status": "busy"}`` at once, so the task
 gives back its GPUs and the driver waits for the lock instead (``pipeline/runner.py``).
+
+While the stage runs, its progress bars and notes go to ``console.json`` in its work directory
+(``stages/progress.py``), which the driver polls (``pipeline/console.py``). Its stdout, stderr
+and logging go to its log; handlers a library set up on those streams are released when the
+stage ends, so that a later stage in the same process (a reused Ray worker) never writes to
+this one's closed log.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from filelock import Timeout
 
 from pipeline import tracking
 from pipeline.cache import StageDir, read_manifest
+from stages import progress
 
 #: default limit on waiting for another process's lock (s): longer than any stage should hold it
 LOCK_TIMEOUT_S = 48 * 3600.0
@@ -79,13 +86,16 @@ def library_versions() -> dict[str, str]:
 
 
 class _Tee(io.TextIOBase):
-    """Send writes to the log file; lines that ``passthrough`` accepts also to the console."""
+    """Send writes to the log file; lines that ``passthrough`` accepts also to the console.
+    Once its stage has ended (``detach``) everything goes to the console: a reference someone
+    kept never writes into the closed log."""
 
     def __init__(self, log: io.TextIOBase, console: Any, passthrough: Callable[[str], bool]):
         self.log, self.console, self.passthrough = log, console, passthrough
+        self.attached = True
 
     def write(self, s: str) -> int:
-        if self.passthrough(s):
+        if not self.attached or self.passthrough(s):
             self.console.write(s)
             self.console.flush()
         else:
@@ -94,12 +104,49 @@ class _Tee(io.TextIOBase):
         return len(s)
 
     def flush(self) -> None:
-        self.log.flush()
+        (self.log if self.attached else self.console).flush()
+
+    def detach(self) -> None:
+        self.attached = False
+
+
+class _Current(io.TextIOBase):
+    """Whatever ``sys.<name>`` is at the moment of each write: the next stage's log, or the
+    console between stages."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def write(self, s: str) -> int:
+        return getattr(sys, self.name).write(s)
+
+    def flush(self) -> None:
+        getattr(sys, self.name).flush()
+
+
+def _release_handlers(tees: dict[int, str]) -> None:
+    """Loggers that a library configured during the stage hold handlers on the stage's
+    ``sys.stdout``/``sys.stderr`` (transformers' default handler is a ``StreamHandler()`` made on
+    first use, its ``flush`` bound to that stream). Point them at :class:`_Current` instead, so
+    that in a reused process (a Ray worker) a later stage's messages go to that stage's log
+    rather than into this one's closed file (``ValueError: I/O operation on closed file``)."""
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    for lg in loggers:
+        for h in list(lg.handlers):
+            if not isinstance(h, logging.StreamHandler):
+                continue
+            bound = getattr(vars(h).get("flush"), "__self__", None)  # h.flush = stream.flush
+            if id(bound) in tees:
+                del h.flush
+            if id(h.stream) in tees:
+                h.setStream(_Current(tees[id(h.stream)]))
 
 
 @contextlib.contextmanager
 def capture(log_path: Path, passthrough: Callable[[str], bool] = lambda s: False):
-    """Route stdout, stderr and logging of the stage into its log file."""
+    """Route stdout, stderr and logging of the stage into its log file; when the stage ends,
+    every handler left on those streams is released (:func:`_release_handlers`)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a", buffering=1) as log:
         handler = logging.StreamHandler(log)
@@ -109,14 +156,17 @@ def capture(log_path: Path, passthrough: Callable[[str], bool] = lambda s: False
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         old = sys.stdout, sys.stderr
-        sys.stdout = _Tee(log, old[0], passthrough)
-        sys.stderr = _Tee(log, old[1], passthrough)
+        tees = _Tee(log, old[0], passthrough), _Tee(log, old[1], passthrough)
+        sys.stdout, sys.stderr = tees
         try:
             yield log
         finally:
             sys.stdout, sys.stderr = old
             root.removeHandler(handler)
             root.setLevel(old_level)
+            _release_handlers({id(tees[0]): "stdout", id(tees[1]): "stderr", id(log): "stderr"})
+            for t in tees:
+                t.detach()
 
 
 class LockTimeout(RuntimeError):
@@ -178,6 +228,8 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
 
             _injected_fault(spec)
             track = tracking.begin(spec)
+            channel = progress.Channel(sd.work / progress.CHANNEL_FILE)  # the driver polls it
+            progress.set_channel(channel)
             try:
                 metrics = load(spec.stage).run(spec.cfg, dict(spec.inputs), tmp, sd.work) or {}
             except BaseException:
@@ -185,6 +237,8 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
                 shutil.rmtree(tmp, ignore_errors=True)
                 tracking.end(track, None, failed=True)
                 raise
+            finally:
+                progress.set_channel(None)
             tracking.end(track, metrics)
         seconds = time.time() - started
         sd.publish(tmp, {
@@ -193,7 +247,7 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
             "timings": {"started": started, "seconds": seconds},
             "versions": library_versions(), "seeds": seeds_of(spec.cfg), "host": platform.node(), "pid": os.getpid(),
         })
-        return {"status": "done", "seconds": seconds, "metrics": metrics}
+        return {"status": "done", "seconds": seconds, "metrics": metrics, "notes": channel.notes}
     finally:
         release_lock(sd, lock)
 

@@ -199,6 +199,10 @@ class Resources(Section):
     num_gpus: NonNegative = 0
 
 
+class Progress(Section):
+    heartbeat_s: Positive = 60  # seconds between progress lines when output is not a terminal
+
+
 # ---- the whole config ---------------------------------------------------------------------------
 
 class Config(Section):
@@ -223,6 +227,7 @@ class Config(Section):
     report: Report
     analysis: Analysis
     resources: dict[str, Resources] = {}
+    progress: Progress = Progress()
 
     @model_validator(mode="after")
     def _across_groups(self) -> Config:
