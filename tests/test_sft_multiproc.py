@@ -100,7 +100,7 @@ def test_collator_keeps_every_position_and_labels_shift():
     assert torch.equal(b["attention_mask"].sum(1), torch.tensor([5, 2]))
 
 
-def test_two_processes_resume_from_a_checkpoint(tiny_models, tmp_path):
+def test_two_processes_resume_from_a_checkpoint(tiny_models, tmp_path, capsys):
     """A re-run after a crash resumes every rank from the last checkpoint: same curve, metrics."""
     import shutil
 
@@ -113,8 +113,11 @@ def test_two_processes_resume_from_a_checkpoint(tiny_models, tmp_path):
     trainer = tmp_path / "run" / "work" / "trainer"
     shutil.rmtree(trainer / "checkpoint-9")  # as if killed after step 6's checkpoint
     shutil.rmtree(tmp_path / "run" / "out")
+    capsys.readouterr()
     again, c_again = _train(cfg, inputs, tmp_path / "run")
     assert again["resumed_from"] == "checkpoint-6"
+    stage_log = capsys.readouterr().out.split("--- rank 1 log")[0]  # then rank 1's own log
+    assert stage_log.count("[note] resumed from checkpoint-6 of") == 1  # rank 0's note, once
     pd.testing.assert_frame_equal(c_full, c_again, check_like=True)  # column order may differ
     assert {k: v for k, v in again.items() if k != "resumed_from"} == \
         {k: v for k, v in full.items() if k != "resumed_from"}
