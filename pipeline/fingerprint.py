@@ -36,6 +36,7 @@ import importlib.metadata
 import importlib.util
 import platform
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,7 +186,7 @@ def parse_module(name: str, source: str, is_pkg: bool) -> Module:
 class CodeIndex:
     """The parsed project packages under ``root``; ``stage(name)`` is a stage's fingerprint."""
 
-    def __init__(self, modules: dict[str, Module]) -> None:
+    def __init__(self, modules: Mapping[str, Module]) -> None:
         self.modules = modules
         self.basenames: dict[str, list[str]] = {}
         for m in modules:
@@ -276,6 +277,8 @@ class _Closure:
         for s in unit.strings:
             if "." in s and s in self.ix.modules:
                 self.whole(s)
+            elif "." in s and s.split(".")[0] in RESULT_LIBS and s.replace(".", "").isidentifier():
+                self.external.add(s.split(".")[0])  # `python -m verl.trainer.main_ppo`
             for m in self.ix.basenames.get(s.rsplit("/", 1)[-1], ()) if s.endswith(".py") else ():
                 self.whole(m)
 
@@ -310,32 +313,38 @@ def _dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
 
 
-_LIB_CACHE: dict[frozenset, dict[str, str]] = {}
+_LIB_CACHE: dict[str, tuple[str, list[str]] | None] = {}  # dist -> (version, its result libs)
+
+
+def _dist(dist: str) -> tuple[str, list[str]] | None:
+    """Version of ``dist`` and its requirements among the result-changing libraries (None: not
+    installed, so the code that imports it cannot run either)."""
+    if dist not in _LIB_CACHE:
+        from packaging.requirements import Requirement
+
+        try:
+            version = importlib.metadata.version(dist)
+            reqs = [Requirement(r) for r in importlib.metadata.requires(dist) or []]
+        except importlib.metadata.PackageNotFoundError:
+            _LIB_CACHE[dist] = None
+        else:
+            _LIB_CACHE[dist] = (version, [_norm(r.name) for r in reqs if _norm(r.name) in _RESULT_DISTS
+                                          and not (r.marker and "extra" in str(r.marker))])
+    return _LIB_CACHE[dist]
 
 
 def library_versions(imported: frozenset[str]) -> dict[str, str]:
     """Versions of the result-changing libraries among ``imported`` (top-level import names) and
     of their requirements that are result-changing too; Python's major.minor."""
-    if imported not in _LIB_CACHE:
-        from packaging.requirements import Requirement
-
-        todo = [RESULT_LIBS[m] for m in imported if m in RESULT_LIBS]
-        out = {"python": ".".join(platform.python_version_tuple()[:2])}
-        while todo:
-            dist = todo.pop()
-            if _norm(dist) in out:
-                continue
-            try:
-                out[_norm(dist)] = importlib.metadata.version(dist)
-                reqs = importlib.metadata.requires(dist) or []
-            except importlib.metadata.PackageNotFoundError:
-                continue  # not installed: the code that imports it cannot run either
-            for r in reqs:
-                req = Requirement(r)
-                if _norm(req.name) in _RESULT_DISTS and not (req.marker and "extra" in str(req.marker)):
-                    todo.append(req.name)
-        _LIB_CACHE[imported] = dict(sorted(out.items()))
-    return _LIB_CACHE[imported]
+    todo = [_norm(RESULT_LIBS[m]) for m in imported if m in RESULT_LIBS]
+    out = {"python": ".".join(platform.python_version_tuple()[:2])}
+    while todo:
+        dist = todo.pop()
+        info = None if dist in out else _dist(dist)
+        if info is not None:
+            out[dist] = info[0]
+            todo.extend(info[1])
+    return dict(sorted(out.items()))
 
 
 def project_root() -> Path:
@@ -361,19 +370,39 @@ _PARSED: dict[tuple[str, str], Module] = {}  # (module, hash of its source) -> p
 _INDEX: dict[Path, tuple[tuple, CodeIndex]] = {}
 
 
+class _Parsed(Mapping):
+    """Module name -> :class:`Module`, each parsed when first looked up (a stage checked in a
+    worker parses only the modules it reaches)."""
+
+    def __init__(self, sources: dict[str, tuple[bytes, bool]], stamp: tuple) -> None:
+        self.sources, self.hashes = sources, dict(stamp)
+
+    def __getitem__(self, m: str) -> Module:
+        k = (m, self.hashes[m])
+        if k not in _PARSED:
+            _PARSED[k] = parse_module(m, self.sources[m][0].decode(), self.sources[m][1])
+        return _PARSED[k]
+
+    def __contains__(self, m: object) -> bool:
+        return m in self.hashes
+
+    def __iter__(self):
+        return iter(self.hashes)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
 def index(root: Path | None = None) -> CodeIndex:
-    """The parsed packages under ``root`` (default: where Python imports them from). Cached per
-    process: the sources are read each time (a few hundred kB) and a file is parsed again only
-    when its content changed."""
+    """The packages under ``root`` (default: where Python imports them from). Cached per process:
+    the sources are read each time (a few hundred kB) and a file is parsed again only when its
+    content changed."""
     root = Path(root).resolve() if root else project_root()
     sources = _sources(root)
     stamp = tuple((m, hashlib.sha1(src).hexdigest()) for m, (src, _) in sources.items())
     cached = _INDEX.get(root)
     if cached is None or cached[0] != stamp:
-        for m, h in stamp:
-            if (m, h) not in _PARSED:
-                _PARSED[(m, h)] = parse_module(m, sources[m][0].decode(), sources[m][1])
-        cached = _INDEX[root] = (stamp, CodeIndex({m: _PARSED[(m, h)] for m, h in stamp}))
+        cached = _INDEX[root] = (stamp, CodeIndex(_Parsed(sources, stamp)))
     return cached[1]
 
 
