@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from pipeline import fingerprint  # noqa: E402
+from pipeline import external, fingerprint  # noqa: E402
 from pipeline.cli import CONF_DIR, build_dag  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def best(fn, repeats: int, before=lambda: None) -> float:
 def clear() -> None:
     fingerprint._INDEX.clear()
     fingerprint._PARSED.clear()
-    fingerprint._LIB_CACHE.clear()
+    external._LIB_CACHE.clear()
 
 
 def main() -> None:

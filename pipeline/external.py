@@ -1,4 +1,4 @@
-"""Fingerprints of inputs that no stage produces: model paths, hub ids, data files in the config.
+"""Fingerprints of what no stage produces: model paths, hub ids, data files, library versions.
 
 They go into the cache key of the nodes that read them (``pipeline/dag.py``) and into the
 manifest, so a new hub revision or an edited local file reruns what depends on it:
@@ -13,12 +13,18 @@ manifest, so a new hub revision or an edited local file reruns what depends on i
   (``HF_HUB_OFFLINE=1``) or when the hub cannot be reached: the commit of the snapshot in the local
   Hugging Face cache, which is what the stages will load; if it is not cached either, the name
   alone, and the manifest says so (``source: unresolved``).
+* **libraries** (:func:`library_versions`, for ``pipeline/fingerprint.py``): the versions of the
+  result-changing libraries (:data:`RESULT_LIBS`) a stage's code imports and of their requirements
+  among them, and Python's major.minor.
 
-Hub look-ups are cached per process; ``plan`` fingerprints each path once per DAG build.
+Hub look-ups and library metadata are cached per process; ``plan`` fingerprints each path once
+per DAG build.
 """
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import platform
 import re
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,59 @@ PATH_KEY = re.compile(r"(^|_)(paths?|dirs?|files?)$")
 CODE_PATH_KEYS = ("official_verifiers",)
 
 _HUB: dict[tuple[str, bool], dict[str, Any]] = {}
+
+#: import name -> distribution, for libraries whose behaviour changes results
+RESULT_LIBS = {
+    "torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers",
+    "safetensors": "safetensors", "trl": "trl", "accelerate": "accelerate",
+    "datasets": "datasets", "peft": "peft", "numpy": "numpy", "pandas": "pandas",
+    "pyarrow": "pyarrow", "scipy": "scipy", "sympy": "sympy", "math_verify": "math-verify",
+    "latex2sympy2_extended": "latex2sympy2_extended", "reasoning_gym": "reasoning-gym",
+    "verl": "verl", "vllm": "vllm", "matplotlib": "matplotlib",
+}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+_RESULT_DISTS = {_norm(d) for d in RESULT_LIBS.values()}
+
+
+_LIB_CACHE: dict[str, tuple[str, list[str]] | None] = {}  # dist -> (version, its result libs)
+
+
+def _dist(dist: str) -> tuple[str, list[str]] | None:
+    """Version of ``dist`` and its requirements among the result-changing libraries (None: not
+    installed, so the code that imports it cannot run either)."""
+    if dist not in _LIB_CACHE:
+        from packaging.requirements import Requirement
+
+        try:
+            version = importlib.metadata.version(dist)
+            reqs = [Requirement(r) for r in importlib.metadata.requires(dist) or []]
+        except importlib.metadata.PackageNotFoundError:
+            _LIB_CACHE[dist] = None
+        else:
+            _LIB_CACHE[dist] = (version, [_norm(r.name) for r in reqs if _norm(r.name) in _RESULT_DISTS
+                                          and not (r.marker and "extra" in str(r.marker))])
+    return _LIB_CACHE[dist]
+
+
+def library_versions(imported: frozenset[str]) -> dict[str, str]:
+    """Versions of the result-changing libraries among ``imported`` (top-level import names) and
+    of their requirements that are result-changing too; Python's major.minor."""
+    todo = [_norm(RESULT_LIBS[m]) for m in imported if m in RESULT_LIBS]
+    out = {"python": ".".join(platform.python_version_tuple()[:2])}
+    while todo:
+        dist = todo.pop()
+        info = None if dist in out else _dist(dist)
+        if info is not None:
+            out[dist] = info[0]
+            todo.extend(info[1])
+    return dict(sorted(out.items()))
+
+
 
 
 def _digest(*parts: str) -> str:

@@ -20,9 +20,10 @@ What counts, per stage:
   count whole.
 * **Normalised source**: each definition is hashed as ``ast.dump`` of its parse tree with
   docstrings removed, so comments, docstrings and formatting never change a key.
-* **Library versions that change results** (:data:`RESULT_LIBS`) that the reachable code imports,
-  plus those libraries' own requirements among them (trl brings transformers, accelerate, ...), and
-  Python's major.minor. Runtime-only libraries (tqdm, W&B, Ray, Hydra, filelock) do not count.
+* **Library versions that change results** (``RESULT_LIBS`` in ``pipeline/external.py``) that
+  the reachable code imports (or runs, ``-m verl.trainer.main_ppo``), plus those libraries' own
+  requirements among them (trl brings transformers, accelerate, ...), and Python's major.minor.
+  Runtime-only libraries (tqdm, W&B, Ray, Hydra, filelock) do not count.
 
 Not seen: names computed at run time (``getattr(obj, some_string_variable)``, an import of a
 module name built from pieces), and non-Python files under the packages. Code of ``pipeline/``
@@ -32,34 +33,15 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.metadata
 import importlib.util
-import platform
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.external import RESULT_LIBS, library_versions
+
 #: project packages whose code produces stage outputs
 PACKAGES = ("stages", "verifiers")
-
-#: import name -> distribution, for libraries whose behaviour changes results
-RESULT_LIBS = {
-    "torch": "torch", "transformers": "transformers", "tokenizers": "tokenizers",
-    "safetensors": "safetensors", "trl": "trl", "accelerate": "accelerate",
-    "datasets": "datasets", "peft": "peft", "numpy": "numpy", "pandas": "pandas",
-    "pyarrow": "pyarrow", "scipy": "scipy", "sympy": "sympy", "math_verify": "math-verify",
-    "latex2sympy2_extended": "latex2sympy2_extended", "reasoning_gym": "reasoning-gym",
-    "verl": "verl", "vllm": "vllm", "matplotlib": "matplotlib",
-}
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-_RESULT_DISTS = {_norm(d) for d in RESULT_LIBS.values()}
-
 
 def _hash(*parts: str) -> str:
     h = hashlib.sha256()
@@ -311,40 +293,6 @@ class _Closure:
 
 def _dunder(name: str) -> bool:
     return name.startswith("__") and name.endswith("__")
-
-
-_LIB_CACHE: dict[str, tuple[str, list[str]] | None] = {}  # dist -> (version, its result libs)
-
-
-def _dist(dist: str) -> tuple[str, list[str]] | None:
-    """Version of ``dist`` and its requirements among the result-changing libraries (None: not
-    installed, so the code that imports it cannot run either)."""
-    if dist not in _LIB_CACHE:
-        from packaging.requirements import Requirement
-
-        try:
-            version = importlib.metadata.version(dist)
-            reqs = [Requirement(r) for r in importlib.metadata.requires(dist) or []]
-        except importlib.metadata.PackageNotFoundError:
-            _LIB_CACHE[dist] = None
-        else:
-            _LIB_CACHE[dist] = (version, [_norm(r.name) for r in reqs if _norm(r.name) in _RESULT_DISTS
-                                          and not (r.marker and "extra" in str(r.marker))])
-    return _LIB_CACHE[dist]
-
-
-def library_versions(imported: frozenset[str]) -> dict[str, str]:
-    """Versions of the result-changing libraries among ``imported`` (top-level import names) and
-    of their requirements that are result-changing too; Python's major.minor."""
-    todo = [_norm(RESULT_LIBS[m]) for m in imported if m in RESULT_LIBS]
-    out = {"python": ".".join(platform.python_version_tuple()[:2])}
-    while todo:
-        dist = todo.pop()
-        info = None if dist in out else _dist(dist)
-        if info is not None:
-            out[dist] = info[0]
-            todo.extend(info[1])
-    return dict(sorted(out.items()))
 
 
 def project_root() -> Path:

@@ -98,11 +98,11 @@ def test_an_objective_edit_reruns_sft_and_what_follows(project, tmp_path):
 
 def test_a_library_upgrade_reruns_the_stages_that_import_it(project, tmp_path, monkeypatch):
     before = keys(results=tmp_path)
-    real = fingerprint.importlib.metadata.version
-    monkeypatch.setattr(fingerprint, "_LIB_CACHE", {})
+    real = external.importlib.metadata.version
+    monkeypatch.setattr(external, "_LIB_CACHE", {})
     monkeypatch.setattr(fingerprint, "_INDEX", {})
-    monkeypatch.setattr(fingerprint.importlib.metadata, "version",
-                        lambda d: "99.0" if fingerprint._norm(d) == "trl" else real(d))
+    monkeypatch.setattr(external.importlib.metadata, "version",
+                        lambda d: "99.0" if external._norm(d) == "trl" else real(d))
     after = keys(results=tmp_path)
     rl = {n for n in after if n.startswith("rl[")}
     assert rl and rl <= changed(before, after)
