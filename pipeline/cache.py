@@ -5,13 +5,22 @@ Layout of one stage output::
     results/<experiment>/<stage>/<key>/          complete iff it holds manifest.json
     results/<experiment>/<stage>/.tmp-<key>-*    being written (removed or renamed into <key>/)
     results/<experiment>/<stage>/.work-<key>/    mid-stage checkpoints/shards, kept across crashes
+    results/<experiment>/<stage>/.work-<key>/.pipeline-code   code fingerprint that wrote them
     results/<experiment>/<stage>/.locks/<key>.lock
     results/<experiment>/<stage>/.locks/<key>.holder   who holds the lock (pid, host, since)
     results/<experiment>/logs/<stage>-<key>.log
 
-``key`` hashes the stage name, the stage's version, the resolved config the stage reads and the
-keys of its inputs. The manifest is written last inside the temporary directory, which is then
-renamed into place in one ``os.rename``: a directory named ``<key>`` is always whole.
+``key`` hashes the stage name, the stage's version, the fingerprint of the code that computes it
+(``pipeline/fingerprint.py``: its source and the project code it reaches, normalised so comments
+and docstrings do not count, and the versions of result-changing libraries), the resolved config
+the stage reads and the keys of its inputs (another node's key, or the fingerprint of a local path
+or hub revision, ``pipeline/external.py``). The manifest is written last inside the temporary
+directory, which is then renamed into place in one ``os.rename``: a directory named ``<key>`` is
+always whole.
+
+Resumable state in ``.work-<key>/`` is stamped with the code fingerprint of the process that
+started it; a stage resumes it only under the same fingerprint, otherwise it starts afresh (the
+key already changes with the code, so this guards state left by older versions of the pipeline).
 
 Locks are ``fcntl`` advisory locks (``filelock.FileLock``): the kernel drops them when the holder
 dies, so a lock left by a killed process is recovered by the next process that asks. They work on
@@ -34,6 +43,8 @@ from typing import Any
 from filelock import FileLock
 
 MANIFEST = "manifest.json"
+#: file in a .work-<key>/ dir holding the code fingerprint of the state inside
+WORK_STAMP = ".pipeline-code"
 
 
 def digest(obj: Any) -> str:
@@ -42,8 +53,12 @@ def digest(obj: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def stage_key(stage: str, version: int, cfg: dict, input_keys: dict[str, str]) -> str:
-    return digest({"stage": stage, "version": version, "cfg": cfg, "inputs": input_keys})
+def stage_key(stage: str, version: int, cfg: dict, input_keys: dict[str, str],
+              code: str = "") -> str:
+    """The cache key: ``code`` is the stage's code fingerprint (``pipeline/fingerprint.py``),
+    ``input_keys`` the keys of node inputs and the fingerprints of external ones."""
+    return digest({"stage": stage, "version": version, "code": code, "cfg": cfg,
+                   "inputs": input_keys})
 
 
 def is_complete(path: Path) -> bool:
@@ -56,9 +71,14 @@ def read_manifest(path: Path) -> dict:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` via a temporary file, fsync and rename."""
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True, default=str)
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -122,6 +142,23 @@ class StageDir:
         tmp = self.root / f".tmp-{self.key}-{os.getpid()}"
         tmp.mkdir()
         return tmp
+
+    def open_work(self, code: str) -> str:
+        """Create the resumable-state dir for code fingerprint ``code``; state written under
+        another fingerprint (or none) is removed first. Returns what was done, in words ("" if
+        nothing was removed). Call only while holding ``lock()``."""
+        stamp = self.work / WORK_STAMP
+        said = ""
+        if self.work.exists():
+            old = stamp.read_text().strip() if stamp.is_file() else None
+            if old != code and any(p.name != WORK_STAMP for p in self.work.iterdir()):
+                said = (f"discarded resumable state in {self.work}: written by code "
+                        f"{old or '(no fingerprint)'}, this run is {code}")
+                shutil.rmtree(self.work)
+        self.work.mkdir(parents=True, exist_ok=True)
+        if not stamp.is_file() or stamp.read_text().strip() != code:
+            write_text_atomic(stamp, code)
+        return said
 
     def publish(self, tmp: Path, manifest: dict) -> None:
         """Write the manifest last, fsync, and rename ``tmp`` to the final directory."""

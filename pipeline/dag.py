@@ -12,9 +12,12 @@ With ``seeds=[0, 1, 2]`` every branch from sft to eval is replicated per seed (i
 ...), sampling and scoring shared; the report aggregates over seeds.
 
 Each node carries exactly the slice of the config its stage reads (``cfg``); that slice, the
-stage version and the keys of the node's inputs make its cache key, so changing ``sft.lr`` changes
-the keys of every sft node and what follows, never sampling's. Runtime-only settings (resources,
-cluster, tracking, progress) are kept out of the slices.
+stage version, the fingerprint of the code that computes it (``pipeline/fingerprint.py``) and the
+keys of the node's inputs make its cache key, so changing ``sft.lr`` changes the keys of every sft
+node and what follows, never sampling's, and an edit to a verifier's scoring changes verify's key
+and what follows. An input that no node produces (a model path or hub id) and every local path the
+slice names (``task.path``) count by their fingerprints (``pipeline/external.py``). Runtime-only
+settings (resources, cluster, tracking, progress) are kept out of the slices.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import external, fingerprint
 from pipeline.cache import StageDir, digest, stage_key
 from stages import VERSIONS
 
@@ -42,6 +46,9 @@ class Node:
     inputs: dict[str, Ref | str]  # Ref to another node, or an external path / hub id
     resources: dict[str, Any] = field(default_factory=dict)
     key: str = ""
+    # what the key was made from besides cfg and node inputs: {"code": the stage's code
+    # fingerprint, "external": fingerprints of external inputs and of paths named in cfg}
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def deps(self) -> list[str]:
@@ -67,14 +74,24 @@ class Dag:
         self.nodes = {n.id: n for n in nodes}
         self.order = [n.id for n in nodes]  # built in topological order
         self.root = Path(experiment_root)
+        memo: dict[str, dict] = {}  # fingerprints looked up once per build
         for node in nodes:
-            input_keys = {}
+            input_keys, external_fps = {}, {}
             for name, ref in node.inputs.items():
                 if isinstance(ref, Ref):
                     input_keys[name] = f"{self.nodes[ref.node].key}/{ref.sub}"
                 else:
-                    input_keys[name] = f"external:{ref}"
-            node.key = stage_key(node.stage, VERSIONS[node.stage], keyed(node.cfg), input_keys)
+                    external_fps[name] = external.fingerprint(str(ref), memo)
+                    input_keys[name] = f"external:{ref}@{external_fps[name]['digest']}"
+            for at, fp in external.config_fingerprints(keyed(node.cfg), memo).items():
+                external_fps[f"config:{at}"] = fp
+                input_keys[f"config:{at}"] = fp["digest"]
+            if f"stage:{node.stage}" not in memo:
+                memo[f"stage:{node.stage}"] = fingerprint.stage_code(node.stage)
+            code = memo[f"stage:{node.stage}"]
+            node.provenance = {"code": code, "external": external_fps}
+            node.key = stage_key(node.stage, VERSIONS[node.stage], keyed(node.cfg), input_keys,
+                                 code["digest"])
 
     def dir(self, node_id: str) -> StageDir:
         n = self.nodes[node_id]

@@ -15,6 +15,11 @@ While the stage runs, its progress bars and notes go to ``console.json`` in its 
 and logging go to its log; handlers a library set up on those streams are released when the
 stage ends, so that a later stage in the same process (a reused Ray worker) never writes to
 this one's closed log.
+
+Before computing, the process recomputes the stage's code fingerprint from the sources it would
+run (``pipeline/fingerprint.py``) and stops with :class:`CodeChanged`, naming the modules, if it
+is not the one the key was planned with (code edited during a run, a node of a Ray cluster with
+other code or libraries). The manifest records that fingerprint and those of the external inputs.
 """
 from __future__ import annotations
 
@@ -58,6 +63,9 @@ class Spec:
     experiment_root: str
     num_cpus: int = 1
     tracking: dict[str, Any] | None = None  # pipeline.tracking.settings(); None: no tracking
+    # {"code": stage code fingerprint, "external": fingerprints of external inputs} (dag.py);
+    # None: no code check (a Spec made by hand)
+    provenance: dict[str, Any] | None = None
 
 
 def seeds_of(cfg: Any, prefix: str = "") -> dict[str, int]:
@@ -201,6 +209,26 @@ def release_lock(sd: StageDir, lock: Any) -> None:
     lock.release()
 
 
+class CodeChanged(RuntimeError):
+    """The code (or a library) a stage would run differs from the code its key was made from."""
+
+
+def check_code(spec: Spec) -> str:
+    """The stage's code fingerprint as this process sees it (the source on disk, its libraries);
+    raise :class:`CodeChanged` if it is not the one the run was planned with: the stage would
+    publish output computed by other code under the planned key."""
+    from pipeline import fingerprint
+
+    now = fingerprint.stage_code(spec.stage)
+    planned = (spec.provenance or {}).get("code")
+    if planned and planned.get("digest") != now["digest"]:
+        what = ", ".join(fingerprint.changed_modules(planned, now)) or "?"
+        raise CodeChanged(f"{spec.id}: the code that computes it is not the code this run was "
+                          f"planned with (changed: {what}); run again to plan with the code as "
+                          f"it is now")
+    return now["digest"]
+
+
 def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
             on_wait: Callable[[str], None] | None = None,
             lock_timeout: float = LOCK_TIMEOUT_S) -> dict[str, Any]:
@@ -217,12 +245,15 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
         if sd.complete():
             m = read_manifest(sd.final)
             return {"status": "reused", "seconds": 0.0, "metrics": m["metrics"]}
+        code = check_code(spec)
         tmp = sd.fresh_tmp()
-        sd.work.mkdir(parents=True, exist_ok=True)
+        discarded = sd.open_work(code)
         started = time.time()
         with capture(sd.log, passthrough) as log:
             log.write(f"\n=== {spec.id} key={spec.key} pid={os.getpid()} "
                       f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            if discarded:
+                log.write(discarded + "\n")
             _set_threads(spec.num_cpus)
             from stages import load
 
@@ -245,7 +276,8 @@ def execute(spec: Spec, passthrough: Callable[[str], bool] = lambda s: False,
             "stage": spec.stage, "node": spec.id, "key": spec.key, "config": spec.cfg,
             "inputs": spec.inputs, "input_keys": spec.input_keys, "metrics": metrics,
             "timings": {"started": started, "seconds": seconds},
-            "versions": library_versions(), "seeds": seeds_of(spec.cfg), "host": platform.node(), "pid": os.getpid(),
+            "versions": library_versions(), "seeds": seeds_of(spec.cfg), "host": platform.node(),
+            "pid": os.getpid(), "provenance": spec.provenance,
         })
         return {"status": "done", "seconds": seconds, "metrics": metrics, "notes": channel.notes}
     finally:

@@ -67,7 +67,8 @@ def spec_for(dag: Dag, node_id: str) -> Spec:
                   for k, r in n.inputs.items()}
     return Spec(id=n.id, stage=n.stage, key=n.key, cfg=n.cfg, inputs=dag.input_paths(node_id),
                 input_keys=input_keys, experiment_root=str(dag.root),
-                num_cpus=int(n.resources.get("num_cpus", 1)), tracking=dag.tracking)
+                num_cpus=int(n.resources.get("num_cpus", 1)), tracking=dag.tracking,
+                provenance=n.provenance)
 
 
 def plan(dag: Dag) -> dict[str, str]:

@@ -5,8 +5,10 @@ only under ``out`` (a fresh temporary directory that the pipeline renames into p
 stage returns) and may keep resumable state under ``work`` (kept across crashes, deleted after
 success). Stages import no Ray and know nothing of Hydra or the cache: they run in a plain test.
 
-``VERSIONS`` is part of every cache key: bump a stage's number when its output changes for the
-same config and inputs, so that stale results are recomputed.
+``VERSIONS`` lists the stages. Its numbers are part of every cache key, next to a fingerprint of
+the code each stage reaches (``pipeline/fingerprint.py``), which changes by itself when that code
+does: bump a number only for a change the fingerprint cannot see (a non-Python file the stage
+reads, a name looked up at run time).
 """
 from __future__ import annotations
 

@@ -9,6 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "disabled")
+# no test reaches the network: hub ids in cache keys fall back to the local cache or the name
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 TINY_TASK = {"suite": "toy", "seed": 0, "sizes": {"train": 16, "rl": 16, "eval": 12},
              "min_operands": 2, "max_operands": 3, "max_operand": 9, "pretrain_size": 600}
