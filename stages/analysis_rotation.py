@@ -23,10 +23,11 @@ after clipping, just before the optimizer step; the GRPO pilot runs without its 
 the reference would be the checkpoint itself, whose KL gradient is 0 at the first step and tiny
 over 10); k is capped at half the module's smaller side, because two k-dimensional subspaces of
 an n-dimensional space share at least 2k − n directions (θ = 0 by construction) and with k ≥ n
-every rotation would be 0 (the toy model's modules are 32–384 wide), and at the numerical rank
+every rotation would be 0 (the toy model's modules are 48–384 wide), and at the numerical rank
 of either mean gradient, beyond which singular vectors are arbitrary. A module whose pilot
 gradient is zero (every GRPO group with equal rewards) has no rotation and is left out of the
-mean. The mean gradients are kept on the CPU in fp32 (twice the model's parameter count).
+mean; ``rotation_{offline,online}_steps_with_gradient`` in ``analysis.json`` count the steps
+that had one. The mean gradients are kept on the CPU in fp32 (twice the model's parameter count).
 """
 from __future__ import annotations
 
@@ -42,20 +43,24 @@ def linear_modules(model) -> dict[str, torch.nn.Linear]:
 
 def gradient_mean_callback():
     """A ``TrainerCallback`` summing every linear module's weight gradient at each optimizer step
-    (``on_pre_optimizer_step``: after clipping, before the update); ``.mean()`` is the average."""
+    (``on_pre_optimizer_step``: after clipping, before the update); ``.mean()`` is the average,
+    ``signal_steps`` the steps with a non-zero gradient (GRPO: some group's rewards differed)."""
     from transformers import TrainerCallback
 
     class GradientMean(TrainerCallback):
         def __init__(self) -> None:
             self.sums: dict[str, torch.Tensor] = {}
-            self.steps = 0
+            self.steps = self.signal_steps = 0
 
         def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+            signal = False
             for name, m in linear_modules(model).items():
                 if m.weight.grad is not None:
                     g = m.weight.grad.detach().to("cpu", torch.float32)
                     self.sums[name] = self.sums[name] + g if name in self.sums else g.clone()
+                    signal = signal or bool(g.any())
             self.steps += 1
+            self.signal_steps += signal
 
         def mean(self) -> dict[str, torch.Tensor]:
             return {n: s / max(self.steps, 1) for n, s in self.sums.items()}
@@ -95,7 +100,7 @@ def module_rotations(off: dict[str, torch.Tensor], on: dict[str, torch.Tensor],
 
 
 def offline_pilot(model_dir: str, rows: pd.DataFrame, rot: dict, dev: str, work: Path, seed: int):
-    """Mean linear-module gradients of ``rot["steps"]`` NLL steps on ``rows`` (prompt, response)."""
+    """The gradients (``gradient_mean_callback``) of ``rot["steps"]`` NLL steps on ``rows``."""
     from datasets import Dataset
     from transformers import (AutoModelForCausalLM, DataCollatorForSeq2Seq, Trainer,
                               TrainingArguments)
@@ -117,11 +122,12 @@ def offline_pilot(model_dir: str, rows: pd.DataFrame, rot: dict, dev: str, work:
         dataloader_num_workers=0, logging_steps=1)
     Trainer(model=model, args=args, train_dataset=data, callbacks=[grads],
             data_collator=DataCollatorForSeq2Seq(tok, padding=True)).train()
-    return grads.mean()
+    return grads
 
 
 def online_pilot(model_dir: str, task: dict, rot: dict, dev: str, work: Path, seed: int):
-    """Mean linear-module gradients of ``rot["steps"]`` GRPO steps on the task's rl prompts."""
+    """The gradients (``gradient_mean_callback``) of ``rot["steps"]`` GRPO steps on the task's
+    rl prompts."""
     from transformers import AutoModelForCausalLM
 
     from stages.common import load_tokenizer
@@ -137,7 +143,7 @@ def online_pilot(model_dir: str, task: dict, rot: dict, dev: str, work: Path, se
     trainer = grpo_trainer(task, r, model, load_tokenizer(model_dir), work / "rotation-online",
                            seed, dev, [grads])
     trainer.train()
-    return grads.mean()
+    return grads
 
 
 def gradient_rotation(model_dir: str, task: dict, calibration: pd.DataFrame, rot: dict, dev: str,
@@ -148,8 +154,11 @@ def gradient_rotation(model_dir: str, task: dict, calibration: pd.DataFrame, rot
         raise ValueError("gradient rotation needs verified-correct responses in the calibration set")
     off = offline_pilot(model_dir, correct, rot, dev, Path(work), seed)
     on = online_pilot(model_dir, task, rot, dev, Path(work), seed)
-    modules = module_rotations(off, on, int(rot["k"]))
+    modules = module_rotations(off.mean(), on.mean(), int(rot["k"]))
     valid = modules["rotation"].dropna()
     return modules, {"gradient_rotation": float(valid.mean()) if len(valid) else None,
                      "rotation_modules": int(len(valid)),
-                     "rotation_k_max": int(modules["rotation_k"].max()) if len(modules) else 0}
+                     "rotation_k_max": int(modules["rotation_k"].max()) if len(modules) else 0,
+                     # 0 online: every GRPO group had equal rewards, no rotation to measure
+                     "rotation_offline_steps_with_gradient": off.signal_steps,
+                     "rotation_online_steps_with_gradient": on.signal_steps}

@@ -347,8 +347,7 @@ def proxy_table(df: pd.DataFrame) -> list[str]:
              "rotation = mean angle (°) between the top-k gradient subspaces of an offline and a "
              "GRPO pilot from the SFT checkpoint (App. A.4).", "",
              "| policy | KL(base‖SFT) | sparsity SFT vs base | NSS base↔SFT | gradient rotation | "
-             "KL(start‖RL) | sparsity RL vs start | NSS start↔RL |",
-             "|---|---|---|---|---|---|---|---|"]
+             "KL(start‖RL) | sparsity RL vs start | NSS start↔RL |", "|---" * 8 + "|"]
     for _, row in df[df["kind"] != "reference"].iterrows():
         cells = [_num(row, c) for c in ("kl_to_base", "sparsity_vs_base", "nss_base_sft",
                                         "grad_rotation", "kl_rl", "sparsity_rl", "nss_sft_rl")]

@@ -63,7 +63,9 @@ def test_the_offline_pilot_captures_the_step_gradient(tiny_models, tmp_path):
                           "response_ids": rng.integers(3, 20, int(n)).tolist(), "correct": True}
                          for n in (2, 5, 3)])
     rot = {"steps": 1, "batch_size": 8, "offline_lr": 1e-3}
-    got = offline_pilot(tiny_models["base"], rows, rot, "cpu", tmp_path, seed=0)
+    grads = offline_pilot(tiny_models["base"], rows, rot, "cpu", tmp_path, seed=0)
+    assert grads.steps == grads.signal_steps == 1
+    got = grads.mean()
 
     model = AutoModelForCausalLM.from_pretrained(tiny_models["base"], dtype=torch.float32)
     nll, count = 0.0, 0
@@ -111,3 +113,5 @@ def test_analysis_of_an_sft_checkpoint_reports_its_gradient_rotation(tiny_models
     assert 0 < m["gradient_rotation"] < 90
     assert m["gradient_rotation"] == pytest.approx(valid.mean())
     assert m["rotation_k_max"] <= 128
+    assert m["rotation_offline_steps_with_gradient"] == 2
+    assert 1 <= m["rotation_online_steps_with_gradient"] <= 2
