@@ -75,28 +75,29 @@ def test_two_processes_follow_the_one_process_loss_curve(tiny_models, tmp_path, 
     assert sorted((tmp_path / "two" / "work").glob("sft-rank1.log"))
 
 
-@pytest.mark.parametrize("objective,reduction", [
-    ("talr", "token_mean"), pytest.param("pear_token", "seq_sum", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("objective,reduction,processes", [
+    ("talr", "token_mean", 1), pytest.param("talr", "token_mean", 2, marks=pytest.mark.slow),
+    pytest.param("pear_token", "seq_sum", 2, marks=pytest.mark.slow)])
 def test_accumulating_on_one_process_equals_splitting_over_two(tiny_models, tmp_path, objective,
-                                                               reduction):
-    """1 process × 2 accumulated micro-batches of 4 rows and 2 processes × 1 global micro-batch
-    of 8 train on the same 8 rows per optimizer step. The step's loss is one mean over them (its
-    tokens, or its sequences for seq_sum) and TALR's τ the median of all 8 rows' NLL, gathered
-    over micro-batches on one process and over ranks on two: the curves agree. Per-micro-batch
-    means and τ (the old behaviour) moved the 1-process accumulated talr curve by 7e-3 (loss) and
-    8e-2 (grad norm) from the batch-8 one, far above TOLERANCE; now 2e-7."""
+                                                               reduction, processes):
+    """1 process × 2 accumulated micro-batches of 4 rows, and 1 (or 2) processes × 1 global
+    micro-batch of 8, train on the same 8 rows per optimizer step. The step's loss is one mean
+    over them (its tokens, or its sequences for seq_sum) and TALR's τ the median of all 8 rows'
+    NLL, gathered over micro-batches on one process and over ranks on two: the curves agree.
+    Per-micro-batch means and τ (the old behaviour) moved the 1-process accumulated talr curve by
+    7e-3 (loss) and 8e-2 (grad norm) from the batch-8 one, far above TOLERANCE; now 2e-7."""
     from stages.common import load_tokenizer
 
     data = _scored(load_tokenizer(tiny_models["base"]), tmp_path / "data")
     inputs = {"data": str(data), "model": tiny_models["base"]}
     acc, c1 = _train(_cfg(1, objective, batch_size=4, grad_accum=2, loss_reduction=reduction),
                      inputs, tmp_path / "acc")
-    two, c2 = _train(_cfg(2, objective, loss_reduction=reduction), inputs, tmp_path / "two")
+    two, c2 = _train(_cfg(processes, objective, loss_reduction=reduction), inputs, tmp_path / "two")
     assert acc["steps"] == two["steps"] == 9 and len(c1) == len(c2) == 9
     for col in ("loss", "nll", "weight_mean", "weight_min", "weight_max", "grad_norm"):
         diff = (c1[col] - c2[col]).abs().max()
-        print(f"{col}: max |1 process x 2 micro-batches - 2 processes| = {diff:.1e}")
-        assert diff < TOLERANCE, f"{col}: accumulation vs 2 processes differ by {diff:.2e}"
+        print(f"{col}: max |1 process x 2 micro-batches - {processes} x 1| = {diff:.1e}")
+        assert diff < TOLERANCE, f"{col}: accumulation vs {processes} x 1 differ by {diff:.2e}"
     assert c1["loss"].std() > 100 * TOLERANCE
     assert two["heldout_nll"] == pytest.approx(acc["heldout_nll"], abs=TOLERANCE)
 
