@@ -6,7 +6,7 @@
                                               │           └─> rl[o] ─> eval[rl:o] ─┐
     base model ─────────────────────────────────> rl[direct] ─> eval[rl:direct] ───┼─> report
     base, behavior models ──> eval[base], eval[behavior] ──────────────────────────┤
-    analysis[sft:o] (sft vs base), analysis[rl:o] (rl vs its start) ────────────────┘
+    analysis[sft:o] (sft vs base; gradient rotation), analysis[rl:o] (rl vs its start) ─┘
 
 With ``seeds=[0, 1, 2]`` every branch from sft to eval is replicated per seed (ids ``sft[o@1]``
 ...), sampling and scoring shared; the report aggregates over seeds.
@@ -175,12 +175,18 @@ def build(cfg: Any, objectives: dict[str, dict]) -> Dag:
     evaluate("behavior", behavior)
     report_inputs: dict[str, Ref] = {"eval/base": Ref("eval[base]"),
                                      "eval/behavior": Ref("eval[behavior]")}
-    acfg = {k: v for k, v in (c.get("analysis") or {}).items() if k != "enabled"}
-    analyse = bool((c.get("analysis") or {}).get("enabled", False))
+    a_all = c.get("analysis") or {}
+    acfg = {k: v for k, v in a_all.items() if k not in ("enabled", "rotation")}
+    analyse = bool(a_all.get("enabled", False))
+    rotation = {k: v for k, v in (a_all.get("rotation") or {}).items() if k != "enabled"}
+    rotate = bool((a_all.get("rotation") or {}).get("enabled", False))
 
     def analysis(id_: str, model_ref: Ref, reference: Ref | str, key: str) -> None:
         if analyse:  # Appendix A proxies of model_ref against its starting point
-            nodes.append(node(f"analysis[{id_}]", "analysis", {"analysis": acfg, "seed": seed},
+            # gradient rotation (A.4): SFT checkpoints only, with GRPO pilots on the online task
+            slice_ = ({"analysis": {**acfg, "rotation": rotation}, "task": online}
+                     if rotate and id_.startswith("sft:") else {"analysis": acfg})
+            nodes.append(node(f"analysis[{id_}]", "analysis", {**slice_, "seed": seed},
                               {"model": model_ref, "reference": reference,
                                "calibration": Ref("verify")}))
             report_inputs[f"analysis/{key}"] = Ref(f"analysis[{id_}]")

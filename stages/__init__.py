@@ -20,10 +20,11 @@ VERSIONS: dict[str, int] = {
     "sample": 1,
     "verify": 1,
     "score": 1,
-    "sft": 2,  # 2: output generation config stops on the data's end-of-turn ids
+    "sft": 3,  # 3: loss = one token mean over the optimizer step; TALR τ over the step
+    # 2: output generation config stops on the data's end-of-turn ids
     "eval": 2,  # 2: maj@n votes only among answers, grouped by suite.same_answer; answer_group
     "rl": 2,  # 2: GRPO prompt order laid out up front (deterministic resume)
-    "analysis": 1,
+    "analysis": 2,  # 2: gradient rotation (App. A.4) of SFT checkpoints
     "report": 2,
 }
 

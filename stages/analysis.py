@@ -23,8 +23,13 @@ gives hidden states, and the output heads are applied to the response positions 
 Deviations from the paper: the calibration set is not a separate set of question–answer pairs
 but up to ``analysis.calibration_size`` verified behavior responses of the run (the verify
 stage's output, correct ones first, seeded), so that it exists for every task; ε is a config
-value (``analysis.sparsity_eps``; the paper does not state its own). Gradient rotation (A.4) is
-not computed.
+value (``analysis.sparsity_eps``; the paper does not state its own).
+
+* **Gradient rotation** (A.4, ``stages/analysis_rotation.py``; SFT nodes only, their cfg holds
+  ``analysis.rotation`` and the online ``task``): mean principal angle between the top-k left
+  singular subspaces of the mean gradients of a 10-step offline (NLL) and a 10-step online (GRPO)
+  pilot from the SFT checkpoint, macro-averaged over linear modules; our choices where A.4 is
+  silent are listed there. ``modules.parquet`` then has ``rotation`` and ``rotation_k`` columns.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from stages.analysis_rotation import gradient_rotation
 from stages.common import device, load_tokenizer, read_table, write_json, write_table
 from stages.objectives import head_vocab_kl, lm_hidden
 
@@ -116,7 +122,6 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     ref = AutoModelForCausalLM.from_pretrained(inputs["reference"], dtype="auto").to(dev).eval()
     model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype="auto").to(dev).eval()
     modules = module_shifts(ref, model, float(a["sparsity_eps"]), dev)
-    write_table(modules, out, "modules.parquet")
 
     verified = read_table(inputs["calibration"], "verified.parquet")
     rows = calibration_rows(verified, int(a["calibration_size"]), int(cfg["seed"]))
@@ -130,5 +135,13 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
         "calibration_sequences": len(kl),
         "calibration_correct": int(rows["correct"].sum()),
     }
+    rot = a.get("rotation")
+    if rot:  # SFT checkpoints only (the dag gives rl nodes no rotation config)
+        del ref, model  # the pilots load their own copies
+        angles, found = gradient_rotation(inputs["model"], cfg["task"], rows, rot, dev, Path(work),
+                                          int(cfg["seed"]))
+        modules = modules.merge(angles, on="module", how="left")
+        metrics.update(found)
+    write_table(modules, out, "modules.parquet")
     write_json(metrics, Path(out) / "analysis.json")
     return metrics

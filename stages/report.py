@@ -53,13 +53,14 @@ from verifiers.base import normalized_answer
 
 PHASES = ("offline", "online")
 # analysis.json key -> report column, for the SFT-vs-base and the RL-vs-start comparisons
-ANALYSIS_SFT = {"forward_kl": "kl_to_base", "sparsity": "sparsity_vs_base", "nss": "nss_base_sft"}
+ANALYSIS_SFT = {"forward_kl": "kl_to_base", "sparsity": "sparsity_vs_base", "nss": "nss_base_sft",
+                "gradient_rotation": "grad_rotation"}
 ANALYSIS_RL = {"forward_kl": "kl_rl", "sparsity": "sparsity_rl", "nss": "nss_sft_rl"}
 # proxy column -> label; the offline pass@k and maj@n columns are added per run. NSS SFT↔RL is
 # measured after RL (paper Fig. 9d): shown for analysis, it cannot predict before RL runs.
 PROXIES = {"heldout_nll": "held-out NLL", "kl_to_base": "KL(base‖SFT)",
            "sparsity_vs_base": "update sparsity SFT vs base", "nss_base_sft": "NSS base↔SFT",
-           "nss_sft_rl": "NSS SFT↔RL (post-RL)"}
+           "grad_rotation": "gradient rotation offline↔online (°)", "nss_sft_rl": "NSS SFT↔RL (post-RL)"}
 
 
 def _json(path: Path) -> dict:
@@ -342,12 +343,14 @@ def correlation_table(corr: pd.DataFrame, by: str, level: int) -> list[str]:
 def proxy_table(df: pd.DataFrame) -> list[str]:
     lines = ["## RL-readiness proxies (PEAR Appendix A)", "",
              "KL on a calibration set of verified behavior responses; sparsity = fraction of "
-             "linear-layer entries that moved less than ε; NSS = normalized spectrum shift.", "",
-             "| policy | KL(base‖SFT) | sparsity SFT vs base | NSS base↔SFT | KL(start‖RL) | "
-             "sparsity RL vs start | NSS start↔RL |", "|---|---|---|---|---|---|---|"]
+             "linear-layer entries that moved less than ε; NSS = normalized spectrum shift; "
+             "rotation = mean angle (°) between the top-k gradient subspaces of an offline and a "
+             "GRPO pilot from the SFT checkpoint (App. A.4).", "",
+             "| policy | KL(base‖SFT) | sparsity SFT vs base | NSS base↔SFT | gradient rotation | "
+             "KL(start‖RL) | sparsity RL vs start | NSS start↔RL |", "|---" * 8 + "|"]
     for _, row in df[df["kind"] != "reference"].iterrows():
         cells = [_num(row, c) for c in ("kl_to_base", "sparsity_vs_base", "nss_base_sft",
-                                        "kl_rl", "sparsity_rl", "nss_sft_rl")]
+                                        "grad_rotation", "kl_rl", "sparsity_rl", "nss_sft_rl")]
         lines.append(f"| {row['policy']} | " + " | ".join(cells) + " |")
     return lines + [""]
 

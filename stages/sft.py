@@ -2,8 +2,10 @@
 
 Uses the Hugging Face ``Trainer`` with one ``compute_loss`` for every objective: the objective
 (``stages/objectives``) returns per-token losses and stop-gradient weights, and ``reduce_loss``
-sums loss × weight over response tokens and divides by the number of response tokens in the
-micro-batch (over all ranks, see below).
+sums loss × weight over response tokens and divides by the number of response tokens of the whole
+optimizer step (all its micro-batches, all ranks; ``sft.loss_reduction: seq_sum`` divides by its
+number of sequences instead, the paper's per-sequence sum), so ``sft.grad_accum`` and
+``sft.num_processes`` never change the loss; TALR's τ is the median over the step's rows likewise.
 
 Several devices: ``sft.num_processes: N`` > 1 runs this same stage as N ranks
 (``stages/sft_worker.py``): DDP through accelerate, or FSDP2 with ``sft.fsdp`` set (e.g.
@@ -11,8 +13,9 @@ Several devices: ``sft.num_processes: N`` > 1 runs this same stage as N ranks
 ``stages/sft_trainer.py``).
 ``sft.batch_size`` is the global micro-batch, cut into N slices (accelerate's ``split_batches``),
 so N does not change which examples form a step (the last, short batch is filled with rows the
-loss ignores); each rank divides its loss by the mean token count per rank, so DDP's
-gradient mean is the token mean of the global micro-batch, as on one process (1 vs 2 CPU
+loss ignores); each rank divides its loss sum by the step's token count over all ranks (the HF
+Trainer's ``num_items_in_batch``), times the ranks, so DDP's gradient mean is the step's token
+mean, as on one process (1 vs 2 CPU processes, and 1 process accumulating 2 micro-batches vs 2
 processes: the same loss curve up to float rounding, ``tests/test_sft_multiproc.py``). Also: bf16
 autocast on GPU, ``sft.gradient_checkpointing``, ``sft.group_by_length`` (length-grouped batches,
 seeded per epoch). The log-probs never slice the ``[B, L, V]`` logits (the labels are shifted

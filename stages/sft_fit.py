@@ -51,7 +51,7 @@ def training_args(s: dict, work: Path, dev: str, steps: int, seed: int, world: i
         lr_scheduler_type="linear", logging_steps=1, save_steps=int(s["save_steps"]),
         save_total_limit=2, report_to=[], seed=seed, data_seed=seed, use_cpu=dev == "cpu",
         bf16=dev.startswith("cuda"), dataloader_num_workers=0, remove_unused_columns=False,
-        disable_tqdm=True, gradient_checkpointing=gc,
+        disable_tqdm=True, gradient_checkpointing=gc, average_tokens_across_devices=True,
         gradient_checkpointing_kwargs={"use_reentrant": False} if gc else None,
         fsdp=fsdp, fsdp_config=dict(s.get("fsdp_config") or {}) or None,
         # several ranks: every global batch of bs is cut into world slices (the last one is
@@ -85,7 +85,8 @@ def fit(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     trainer = make_trainer_class()(model=model, args=args, train_dataset=dataset,
                                    data_collator=collate,
                                    callbacks=[trainer_progress("sft", steps), tracking_callback("sft")])
-    trainer.setup_objective(objective, dict(ocfg.get("params") or {}), ref)
+    trainer.setup_objective(objective, dict(ocfg.get("params") or {}), ref,
+                            str(s.get("loss_reduction", "token_mean")))
     if world > 1 or s.get("group_by_length"):
         trainer.epoch_sampler = EpochSampler(
             [len(e["prompt_ids"]) + len(e["response_ids"]) for e in train], bs, seed,

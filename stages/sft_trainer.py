@@ -1,8 +1,20 @@
 """The sft stage's ``Trainer``: the objective's loss, its statistics, FSDP2 on CPU, held-out NLL.
 
 ``ObjectiveTrainer.compute_loss`` runs the configured objective (``stages/objectives``) and
-reduces it with ``reduce_loss``; on several ranks each rank divides by the mean token count per
-rank, so DDP's (and FSDP's) gradient mean is the token mean of the global micro-batch.
+reduces it with ``reduce_loss`` over the whole optimizer step, through the Trainer's own
+machinery for it: the training loop prefetches a step's micro-batches and hands every
+``compute_loss`` the step's item count ``num_items_in_batch``, which the Trainer counts and sums
+over the ranks (``average_tokens_across_devices``); we only show it what to count
+(``_get_num_items_in_batch``: response tokens, or sequences with ``sft.loss_reduction:
+seq_sum``). Each rank's loss is its sum over that global count times the number of ranks, as the
+Trainer's ``compute_loss`` scales it, so DDP's (and FSDP's) gradient mean is the step's token
+mean: 1 process × k accumulation steps equals k processes × 1 step.
+
+Objectives with ``needs_step_nll`` (TALR) get the per-row mean NLL of every row of the optimizer
+step: gathered over the ranks from the forward pass itself when the step is one micro-batch, or
+from a no-grad forward over the step's micro-batches before the first of them otherwise (one extra
+forward per micro-batch; the weights do not change within a step, so the values are those of the
+training forwards).
 
 FSDP on CPU: accelerate 1.15 turns FSDP on only for accelerator devices (``AcceleratorState``
 leaves ``MULTI_CPU`` as it is and the Trainer would wrap the model in DDP), while torch's FSDP2
@@ -25,7 +37,8 @@ from pathlib import Path
 
 import torch
 
-from stages.objectives import TokenBatch, head_logprobs, lm_hidden, reduce_loss, token_logprobs
+from stages.objectives import (TokenBatch, head_logprobs, lm_hidden, loss_items, reduce_loss,
+                               token_logprobs)
 from stages.sft_data import Collator, EpochSampler, shifted_labels
 
 
@@ -50,6 +63,20 @@ def _across_ranks(stats: dict[str, float], dev) -> dict[str, float]:
     return out
 
 
+def _count_view(mask: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``mask`` as the Trainer's ``shift_labels``: 0 on each item the loss divides by (a response
+    token, or a row with one for ``seq_sum``), −100 (not counted) elsewhere."""
+    loss_items(mask, reduction)  # an unknown reduction fails here, named
+    on = mask > 0 if reduction == "token_mean" else (mask > 0).any(-1)
+    return torch.where(on, 0, -100)
+
+
+def _row_sums(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[B, 2]``: each row's NLL sum over its response tokens and their count (detached)."""
+    m = mask.to(logp.dtype)
+    return torch.stack([(-logp.detach() * m).sum(-1), m.sum(-1)], -1)
+
+
 def make_trainer_class():
     from transformers import Trainer
 
@@ -58,8 +85,14 @@ def make_trainer_class():
 
         epoch_sampler: EpochSampler | None = None
 
-        def setup_objective(self, objective, params: dict, ref_model=None):
+        def setup_objective(self, objective, params: dict, ref_model=None,
+                            reduction: str = "token_mean"):
+            loss_items(torch.zeros(1, 1), reduction)  # an unknown reduction fails here, named
             self.objective, self.params, self.ref_model = objective, params, ref_model
+            self.reduction, self._step_rows = reduction, None
+            # compute_loss divides by num_items_in_batch: the Trainer must count it, and must not
+            # divide the loss by the number of accumulation steps on top
+            self.model_accepts_loss_kwargs = True
             self._stats: dict[str, float] = {}  # sums (and min / max) since the last log
 
         def create_accelerator_and_postprocess(self) -> None:
@@ -79,14 +112,34 @@ def make_trainer_class():
             self.lr_scheduler.load_state_dict(
                 torch.load(Path(checkpoint) / "scheduler.pt", weights_only=True))
 
-        def _tokens_per_rank(self, mask: torch.Tensor) -> torch.Tensor | None:
-            """Several ranks: this micro-batch's response tokens, averaged over the ranks (None on
-            one process: ``reduce_loss`` counts the micro-batch)."""
-            if self.args.world_size <= 1:
-                return None
-            n = mask.sum().detach()
-            torch.distributed.all_reduce(n)
-            return n / self.args.world_size
+        def _get_num_items_in_batch(self, batch_samples: list, device) -> torch.Tensor | None:
+            """The Trainer's count of the step's loss items (summed over its micro-batches and,
+            with ``average_tokens_across_devices``, over the ranks), shown our ``loss_mask``."""
+            views = [{"labels": None, "shift_labels": _count_view(b["loss_mask"], self.reduction)}
+                     for b in batch_samples]
+            return super()._get_num_items_in_batch(views, device)
+
+        def get_batch_samples(self, epoch_iterator, num_batches, device):
+            """The step's micro-batches; for ``needs_step_nll`` over several, the rows' NLL."""
+            samples, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+            self._step_rows = None
+            if self.objective.needs_step_nll and len(samples) > 1:
+                with torch.no_grad():
+                    sums = [self._forward_rows(self._prepare_inputs(b)) for b in samples]
+                self._step_rows = self._gather_rows(torch.cat(sums))
+            return samples, num_items
+
+        def _forward_rows(self, inputs) -> torch.Tensor:
+            ids = inputs["input_ids"]
+            logits = self.model(input_ids=ids, attention_mask=inputs["attention_mask"]).logits
+            return _row_sums(token_logprobs(logits, shifted_labels(ids)), inputs["loss_mask"])
+
+        def _gather_rows(self, sums: torch.Tensor) -> torch.Tensor:
+            """Per-row mean NLL of ``sums`` (``_row_sums``) of every rank, empty rows left out."""
+            if self.args.world_size > 1:
+                sums = self.accelerator.gather(self.accelerator.pad_across_processes(sums))
+            keep = sums[:, 1] > 0
+            return sums[keep, 0] / sums[keep, 1]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             ids, attn = inputs["input_ids"], inputs["attention_mask"]
@@ -96,13 +149,22 @@ def make_trainer_class():
             if self.objective.needs_ref:
                 with torch.no_grad():
                     ref_logits = self.ref_model(input_ids=ids, attention_mask=attn).logits
+            logp, mask = token_logprobs(out.logits, labels), inputs["loss_mask"].float()
+            step_rows = None
+            if self.objective.needs_step_nll:  # the step's rows: prefetched, or this batch's
+                step_rows = self._step_rows
+                if step_rows is None:
+                    step_rows = self._gather_rows(_row_sums(logp, mask))
             batch = TokenBatch(
-                logp=token_logprobs(out.logits, labels), logp_beta=inputs["logp_beta"].float(),
-                mask=inputs["loss_mask"].float(), correct=inputs["correct"],
-                logits=out.logits if self.objective.needs_logits else None, ref_logits=ref_logits,
-                beta_topk_ids=inputs.get("beta_topk_ids"), beta_topk_logp=inputs.get("beta_topk_logp"))
+                logp=logp, logp_beta=inputs["logp_beta"].float(), mask=mask,
+                correct=inputs["correct"], logits=out.logits if self.objective.needs_logits else None,
+                ref_logits=ref_logits, beta_topk_ids=inputs.get("beta_topk_ids"),
+                beta_topk_logp=inputs.get("beta_topk_logp"), step_seq_nll=step_rows)
             loss_tok, weight = self.objective.fn(batch, **self.params)
-            loss = reduce_loss(loss_tok, weight, batch.mask, self._tokens_per_rank(batch.mask))
+            if num_items_in_batch is None:  # outside the training loop: this batch alone
+                loss = reduce_loss(loss_tok, weight, mask, loss_items(mask, self.reduction))
+            else:  # × ranks: DDP / FSDP average the gradients (the Trainer scales it so too)
+                loss = reduce_loss(loss_tok, weight, mask, num_items_in_batch) * self.args.world_size
             on = batch.mask > 0
             w = weight.detach()[on].float()
             empty = w.numel() == 0  # a rank's slice of the last batch may be padding only
@@ -128,8 +190,6 @@ def make_trainer_class():
             super().log(logs, *args, **kwargs)
 
     return ObjectiveTrainer
-
-
 
 
 def enable_cpu_fsdp(trainer) -> None:

@@ -13,8 +13,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from stages.objectives import (REGISTRY, Objective, TokenBatch, get_objective, pear_weights,
-                               reduce_loss, token_logprobs)
+from stages.objectives import (REGISTRY, Objective, TokenBatch, get_objective, loss_items,
+                               pear_weights, reduce_loss, token_logprobs)
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "objective"
 
@@ -287,5 +287,13 @@ def test_reduce_loss_token_mean():
     w = torch.tensor([[1.0, 0.5, 2.0], [1.0, 1.0, -1.0]])
     mask = torch.tensor([[0.0, 1.0, 1.0], [1.0, 1.0, 0.0]])
     assert reduce_loss(loss, w, mask).item() == pytest.approx((1 + 6 + 4 + 5) / 4)
-    assert reduce_loss(loss, w, mask, num_tokens=8).item() == pytest.approx(16 / 8)
+    assert reduce_loss(loss, w, mask, num_items=8).item() == pytest.approx(16 / 8)
     assert reduce_loss(loss, w, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_loss_items_counts_tokens_or_sequences():
+    mask = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    assert int(loss_items(mask)) == 3
+    assert int(loss_items(mask, "seq_sum")) == 2
+    with pytest.raises(ValueError, match="token_mean, seq_sum"):
+        loss_items(mask, "mean")

@@ -84,6 +84,26 @@ def test_talr_even_rows_median_interpolates():
     assert torch.allclose(w, torch.exp(-nll / 2))
 
 
+def test_talr_tau_comes_from_the_step_rows_when_given():
+    """The same micro-batch (row means 1 and 3: τ = 2 alone) inside a step whose other rows have
+    means 5 and 7: τ = median(1, 3, 5, 7) = 4, so w = e^(−ℓ/4), not e^(−ℓ/2)."""
+    nll = torch.tensor([[1.0], [3.0]], dtype=torch.float64)
+    step = torch.tensor([5.0, 1.0, 7.0, 3.0], dtype=torch.float64)
+    batch = TokenBatch(-nll, torch.zeros_like(nll), torch.ones_like(nll), torch.ones(2, dtype=bool),
+                       step_seq_nll=step)
+    _, w = get_objective("talr").fn(batch)
+    assert torch.allclose(w, torch.exp(-nll / 4))
+    assert get_objective("talr").needs_step_nll and not get_objective("sft").needs_step_nll
+
+
+def test_row_mean_nll_leaves_out_rows_without_response_tokens():
+    from stages.objectives.baselines import row_mean_nll
+
+    nll = torch.tensor([[1.0, 3.0, 9.0], [4.0, 4.0, 4.0], [2.0, 6.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    assert row_mean_nll(-nll, mask).tolist() == [2.0, 3.0]
+
+
 def test_single_step_is():
     """log p − log p_β = [−0.5, 0.1, 1.0] → clipped to [−0.08, 0.1, 0.3]: L = Σ e^δ·ℓ / 3."""
     b = _batch(logp_beta=[math.log(p) + d for p, d in zip(P, [0.5, -0.1, -1.0])])

@@ -30,6 +30,7 @@ COUNTS = {
 }
 HELDOUT_NLL = {"A": 1.0, "B": 0.5, "C": 2.0}
 KL = {"A": 0.2, "B": 0.1, "C": 0.3}
+ROTATION = {"A": 40.0, "B": 60.0, "C": 20.0}  # degrees: the less rotation, the better online
 
 
 def write_eval(path: Path, counts: list[int]) -> Path:
@@ -62,7 +63,8 @@ def synthetic_inputs(root: Path, seeds=(0,), shift: dict | None = None) -> dict[
                                                    {"metrics": {"heldout_nll": HELDOUT_NLL[name] + s}})
             inputs[f"analysis/sft/{name}/{s}"] = write_json(
                 root / f"an-sft-{name}-{s}", "analysis.json",
-                {"forward_kl": KL[name], "sparsity": 0.5, "nss": 0.01 * (s + 1)})
+                {"forward_kl": KL[name], "sparsity": 0.5, "nss": 0.01 * (s + 1),
+                 "gradient_rotation": ROTATION[name]})
             inputs[f"analysis/rl/{name}/{s}"] = write_json(
                 root / f"an-rl-{name}-{s}", "analysis.json",
                 {"forward_kl": 0.01, "sparsity": 0.9, "nss": KL[name] / 10})
@@ -129,6 +131,8 @@ def test_correlations_with_online_pass_at_1(single):
     assert corr.loc["heldout_nll", ["kendall_tau", "spearman_rho"]].tolist() == [1.0, 1.0]
     assert corr.loc["kl_to_base", "kendall_tau"] == pytest.approx(
         stats.kendalltau([0.2, 0.1, 0.3], [0.5, 0.25, 0.75]).statistic)
+    # gradient rotation (App. A.4) joins the proxies: here it orders them against online pass@1
+    assert corr.loc["grad_rotation", ["kendall_tau", "spearman_rho"]].tolist() == [-1.0, -1.0]
     assert (corr["n"] == 3).all()
     assert metrics["correlations"]["offline_pass@1"]["n"] == 3
 
@@ -142,6 +146,9 @@ def test_markdown_and_pngs(single):
     assert "| 1 | 3 | -2 (1 of 2 flips significant) |" in md and "| 2 | 2 | 0 |" in md
     # three objectives: a rank correlation is not printed as ±1.00
     assert "| offline pass@1 | too few to judge | too few to judge | 3 |" in md
+    # the proxy table: KL, sparsity, NSS base↔SFT, gradient rotation, then the RL columns
+    assert "| A | 0.2 | 0.5 | 0.01 | 40 | 0.01 | 0.9 | 0.02 |" in md
+    assert "| gradient rotation offline↔online (°) | too few to judge |" in md
     assert md.index("## Answer") < md.index("## Offline vs online") and "Too few to judge" in md
     for png in ("offline_online.png", "proxies.png", "pass_at_k.png"):
         assert (out / png).stat().st_size > 5000, png

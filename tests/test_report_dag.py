@@ -55,6 +55,27 @@ def test_analysis_nodes_compare_each_checkpoint_with_its_start(tmp_path):
     assert not any(k.startswith("analysis/") for k in off.nodes["report"].inputs)
 
 
+def test_gradient_rotation_runs_on_sft_checkpoints_with_the_rl_settings(tmp_path):
+    """App. A.4: the rotation pilots start from SFT checkpoints only; their lr and GRPO group
+    follow sft.* and rl.* (smoke: rl lr 5e-4, 4 generations of up to 48 tokens)."""
+    dag = build_dag(cfg(tmp_path), explicit=False)
+    a = dag.nodes["analysis[sft:pear_token]"].cfg
+    rot = a["analysis"]["rotation"]
+    assert a["task"]["suite"] == "toy" and "enabled" not in rot
+    assert (rot["steps"], rot["k"], rot["online_lr"], rot["offline_lr"]) == (2, 128, 5e-4, 1e-3)
+    assert (rot["num_generations"], rot["max_completion_length"]) == (4, 48)
+    for rl_node in ("analysis[rl:sft]", "analysis[rl:direct]"):
+        assert "rotation" not in dag.nodes[rl_node].cfg["analysis"]
+        assert "task" not in dag.nodes[rl_node].cfg
+    off = build_dag(cfg(tmp_path, "analysis.rotation.enabled=false"), explicit=False)
+    assert "rotation" not in off.nodes["analysis[sft:pear_token]"].cfg["analysis"]
+    assert off.nodes["analysis[rl:sft]"].key == dag.nodes["analysis[rl:sft]"].key
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        verl = compose("config", overrides=[f"results_dir={tmp_path}", "rl=verl", "seeds=[0]"])
+    rot = build_dag(verl, explicit=False).nodes["analysis[sft:sft]"].cfg["analysis"]["rotation"]
+    assert (rot["num_generations"], rot["max_completion_length"]) == (8, 8192)  # verl's keys
+
+
 def test_tracking_settings_are_runtime_only(tmp_path):
     on = build_dag(cfg(tmp_path, "tracking=wandb", "tracking.mode=offline"), explicit=False)
     off = build_dag(cfg(tmp_path, "tracking=none"), explicit=False)

@@ -1,4 +1,5 @@
-"""SFT on several processes: 2 CPU ranks (gloo, DDP) follow the loss curve of 1 process."""
+"""SFT on several processes: 2 CPU ranks (gloo, DDP) follow the loss curve of 1 process, and of 1
+process accumulating the same step over 2 micro-batches."""
 from __future__ import annotations
 
 import random
@@ -37,11 +38,11 @@ def _scored(tokenizer, root: Path, prompts: int = 37, samples: int = 2) -> Path:
     return root
 
 
-def _cfg(num_processes: int, **sft_over) -> dict:
+def _cfg(num_processes: int, objective: str = "pear_token", **sft_over) -> dict:
     s = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "sft" / "default.yaml"))
     s.update({"lr": 3e-3, "epochs": 1, "batch_size": 8, "warmup_ratio": 0.0, "heldout_fraction": 4 / 36,
               "save_steps": 100, "device": "cpu", "num_processes": num_processes, **sft_over})
-    objective = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "objective" / "pear_token.yaml"))
+    objective = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "objective" / f"{objective}.yaml"))
     return {"sft": s, "objective": objective, "seed": 5}
 
 
@@ -72,6 +73,42 @@ def test_two_processes_follow_the_one_process_loss_curve(tiny_models, tmp_path, 
     assert two["heldout_nll"] == pytest.approx(one["heldout_nll"], abs=TOLERANCE)
     assert two["train_examples"] == one["train_examples"] == 66
     assert sorted((tmp_path / "two" / "work").glob("sft-rank1.log"))
+
+
+@pytest.mark.parametrize("objective,reduction,processes", [
+    ("talr", "token_mean", 1), pytest.param("talr", "token_mean", 2, marks=pytest.mark.slow),
+    pytest.param("pear_token", "seq_sum", 2, marks=pytest.mark.slow)])
+def test_accumulating_on_one_process_equals_splitting_over_two(tiny_models, tmp_path, objective,
+                                                               reduction, processes):
+    """1 process × 2 accumulated micro-batches of 4 rows, and 1 (or 2) processes × 1 global
+    micro-batch of 8, train on the same 8 rows per optimizer step. The step's loss is one mean
+    over them (its tokens, or its sequences for seq_sum) and TALR's τ the median of all 8 rows'
+    NLL, gathered over micro-batches on one process and over ranks on two: the curves agree.
+    Per-micro-batch means and τ (the old behaviour) moved the 1-process accumulated talr curve by
+    7e-3 (loss) and 8e-2 (grad norm) from the batch-8 one, far above TOLERANCE; now 2e-7."""
+    from stages.common import load_tokenizer
+
+    data = _scored(load_tokenizer(tiny_models["base"]), tmp_path / "data")
+    inputs = {"data": str(data), "model": tiny_models["base"]}
+    acc, c1 = _train(_cfg(1, objective, batch_size=4, grad_accum=2, loss_reduction=reduction),
+                     inputs, tmp_path / "acc")
+    two, c2 = _train(_cfg(processes, objective, loss_reduction=reduction), inputs, tmp_path / "two")
+    assert acc["steps"] == two["steps"] == 9 and len(c1) == len(c2) == 9
+    for col in ("loss", "nll", "weight_mean", "weight_min", "weight_max", "grad_norm"):
+        diff = (c1[col] - c2[col]).abs().max()
+        print(f"{col}: max |1 process x 2 micro-batches - {processes} x 1| = {diff:.1e}")
+        assert diff < TOLERANCE, f"{col}: accumulation vs {processes} x 1 differ by {diff:.2e}"
+    assert c1["loss"].std() > 100 * TOLERANCE
+    assert two["heldout_nll"] == pytest.approx(acc["heldout_nll"], abs=TOLERANCE)
+
+
+def test_an_unknown_loss_reduction_is_named(tiny_models, tmp_path):
+    from stages.common import load_tokenizer
+
+    data = _scored(load_tokenizer(tiny_models["base"]), tmp_path / "data", prompts=4)
+    with pytest.raises(ValueError, match="unknown loss reduction 'mean'; valid: token_mean, seq_sum"):
+        sft.fit(_cfg(1, loss_reduction="mean"), {"data": str(data), "model": tiny_models["base"]},
+                tmp_path, tmp_path)
 
 
 def test_batch_size_must_split_over_the_ranks(monkeypatch, tiny_models, tmp_path):

@@ -16,8 +16,8 @@ the weight, so the weight shows which tokens an objective trains on.
 
 Deviations: q = 0.2 is the paper's value for top_logp only (E.2); the other thresholded variants
 use the same default for lack of a stated one. general_family defaults to α = 1 (the "−p" member of
-E.2's main results). TALR's τ is the median over the rows of the forward batch (a micro-batch
-under gradient accumulation), not over the optimizer step.
+E.2's main results). TALR's τ is the median over the rows of the whole optimizer step (every
+micro-batch and rank: ``TokenBatch.step_seq_nll``, filled by the SFT stage), the paper's batch.
 """
 from __future__ import annotations
 
@@ -129,22 +129,37 @@ def talr(batch: TokenBatch, w_min: float = 0.01) -> tuple[Tensor, Tensor]:
         w_t = max(sg(exp(−ℓ_t / τ)), w_min) = max(sg(p_t^(1/τ)), w_min),
         τ = median over the batch's rows of (mean of ℓ_t over the row's response tokens).
 
+    The batch is the optimizer step's: ``batch.step_seq_nll`` holds every row of it (gathered
+    over micro-batches and ranks by the SFT stage); without it, the rows of ``batch`` itself.
     The shared reduction then gives E.1's token-mean (1/N) Σ_t w_t ℓ_t. The median is the
     interpolating one (mean of the two middle values for an even row count); rows without
     response tokens are left out; τ is floored at 1e-6.
 
     Args:
-        batch: ``logp``, ``mask`` ``[B, T]``.
+        batch: ``logp``, ``mask`` ``[B, T]``; optional ``step_seq_nll`` ``[R]``.
         w_min: weight floor (E.1: 0.01 in all experiments).
     """
     nll = -batch.logp.detach()
-    mask = batch.mask.to(nll.dtype)
-    count = mask.sum(-1)
-    seq_nll = (nll * mask).sum(-1) / count.clamp(min=1)
-    rows = seq_nll[count > 0]
+    rows = batch.step_seq_nll
+    if rows is None:
+        rows = row_mean_nll(batch.logp, batch.mask)
+    rows = rows.detach().to(nll.dtype)
     tau = rows.quantile(0.5).clamp(min=1e-6) if rows.numel() else nll.new_tensor(1.0)
     weight = torch.exp(-nll / tau).clamp(min=float(w_min))
     return -batch.logp, weight
+
+
+def row_mean_nll(logp: Tensor, mask: Tensor) -> Tensor:
+    """``[R]`` mean of −logp over each row's response tokens, rows without any left out.
+
+    Args:
+        logp: ``[B, T]`` label log-probs.
+        mask: ``[B, T]`` 0/1 response mask.
+    """
+    nll = -logp.detach()
+    m = mask.to(nll.dtype)
+    count = m.sum(-1)
+    return ((nll * m).sum(-1) / count.clamp(min=1))[count > 0]
 
 
 def single_step_is(batch: TokenBatch,

@@ -28,6 +28,10 @@ class TokenBatch:
         ref_logits: ``[B, T, V]`` frozen reference (base) model logits, same alignment (sft_kl).
         beta_topk_ids: ``[B, T, K]`` long, behavior top-k token ids per position (kd, pear_kd).
         beta_topk_logp: ``[B, T, K]`` their behavior log-probs (unnormalised over the top-k).
+        step_seq_nll: ``[R]`` detached mean NLL over the response tokens of every row of the
+            optimizer step (all its micro-batches, all ranks; rows without response tokens left
+            out), for objectives with ``needs_step_nll`` (TALR's τ); None otherwise, and then
+            such an objective uses the rows of ``logp``.
     """
 
     logp: Tensor
@@ -38,6 +42,7 @@ class TokenBatch:
     ref_logits: Tensor | None = None
     beta_topk_ids: Tensor | None = None
     beta_topk_logp: Tensor | None = None
+    step_seq_nll: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +57,8 @@ class Objective:
         behavior_topk: the score stage stores behavior top-k; the SFT stage fills ``beta_topk_*``.
         uses_negatives: the SFT stage mixes verified failures (``correct=False`` rows) into the
             data.
+        needs_step_nll: the SFT stage must fill ``batch.step_seq_nll`` (a statistic of the whole
+            optimizer step, not of the forward micro-batch).
     """
 
     name: str
@@ -60,33 +67,51 @@ class Objective:
     needs_ref: bool = False
     behavior_topk: bool = False
     uses_negatives: bool = False
+    needs_step_nll: bool = False
+
+
+REDUCTIONS = ("token_mean", "seq_sum")
+
+
+def loss_items(mask: Tensor, reduction: str = "token_mean") -> Tensor:
+    """The denominator's share of ``mask`` (``[B, T]``): its response tokens for ``token_mean``,
+    its rows with at least one response token for ``seq_sum``; a 0-d tensor."""
+    if reduction == "token_mean":
+        return (mask > 0).sum()
+    if reduction == "seq_sum":
+        return (mask > 0).any(-1).sum()
+    raise ValueError(f"unknown loss reduction {reduction!r}; valid: {', '.join(REDUCTIONS)}")
 
 
 def reduce_loss(loss_tok: Tensor, weight: Tensor, mask: Tensor,
-                num_tokens: float | Tensor | None = None) -> Tensor:
+                num_items: float | Tensor | None = None) -> Tensor:
     """The one reduction, identical for every objective (issue 3; paper §3.2 and Appendix E.1).
 
-        L = Σ_{b,t} loss_tok[b,t] · sg(weight[b,t]) · mask[b,t]  /  N,
-        N = Σ_{b,t} mask[b,t]  (response tokens in the batch, clamped to ≥ 1)
+        L = Σ_{b,t} loss_tok[b,t] · sg(weight[b,t]) · mask[b,t]  /  N
 
-    i.e. a token-mean over every response token of the batch: long sequences count in proportion
-    to their length, and a weight of 0 (masked-out token of top_p, say) still counts in N, so the
-    weights change the effective learning rate the way the paper's objectives do.
+    ``N`` defaults to Σ mask (response tokens of the batch, clamped to ≥ 1): a token-mean over
+    every response token, long sequences counting in proportion to their length, and a weight of
+    0 (masked-out token of top_p, say) still counting in N, so the weights change the effective
+    learning rate the way the paper's objectives do (E.1 writes TALR's loss this way).
+
+    Under gradient accumulation or data parallelism the SFT stage passes ``num_items``: the
+    :func:`loss_items` of the whole optimizer step (every micro-batch, every rank), so that the
+    step's gradient is that of one token-mean over the step (``sft.loss_reduction: token_mean``),
+    or of the mean over the step's sequences of each sequence's token sum (``seq_sum``, the
+    Σ_t sg[Ĝ_t] ℓ_t that Algorithm 1 returns per sequence), whatever the micro-batching.
 
     Args:
         loss_tok: ``[B, T]`` per-token loss, with grad.
         weight: ``[B, T]`` per-token weight; detached here again whatever the caller did.
         mask: ``[B, T]`` 0/1, 1 on response tokens.
-        num_tokens: optional denominator N to use instead of ``mask.sum()``: pass the number of
-            response tokens of the whole optimizer step when accumulating gradients over
-            micro-batches (or over data-parallel ranks), so that the result is the same token-mean.
+        num_items: optional denominator N to use instead of ``mask.sum()``.
 
     Returns:
         A scalar tensor.
     """
     mask = mask.to(loss_tok.dtype)
     total = (loss_tok * weight.detach().to(loss_tok.dtype) * mask).sum()
-    denom = mask.sum() if num_tokens is None else num_tokens
+    denom = mask.sum() if num_items is None else num_items
     if isinstance(denom, Tensor):
         return total / denom.to(total.dtype).clamp(min=1.0)
     return total / max(float(denom), 1.0)

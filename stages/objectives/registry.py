@@ -17,7 +17,7 @@ _OBJECTIVES = [
     Objective("bottom_p", baselines.bottom_p),
     Objective("top_logp", baselines.top_logp),
     Objective("bottom_logp", baselines.bottom_logp),
-    Objective("talr", baselines.talr),
+    Objective("talr", baselines.talr, needs_step_nll=True),
     Objective("single_step_is", baselines.single_step_is),
     Objective("pear_seq", pear.pear_seq),
     Objective("pear_token", pear.pear_token),

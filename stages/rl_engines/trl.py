@@ -58,23 +58,20 @@ def prompt_order(rows: list[dict], total: int, seed: int) -> list[dict]:
     return order[:total]
 
 
-def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
+def grpo_trainer(task: dict, r: dict, model, tok, output_dir: Path, seed: int, dev: str,
+                 callbacks: list):
+    """TRL's ``GRPOTrainer`` for ``model`` on the task's rl prompts with the settings ``r``
+    (``conf/rl/trl.yaml``'s keys); also the online pilot of ``stages/analysis_rotation.py``."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM
     from trl import GRPOConfig, GRPOTrainer
 
-    r, seed = cfg["rl"], int(cfg["seed"])
-    seed_everything(seed)
-    suite = build_suite(cfg["task"])
+    suite = build_suite(task)
     items = suite.items("rl")
-    tok = load_tokenizer(inputs["model"])
-    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32)
-    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     rows = [{"prompt": p, "item_id": it.id} for it, p in zip(items, prompt_strings(items, tok))]
     data = Dataset.from_list(prompt_order(rows, int(r["steps"]) * int(r["prompts_per_step"]), seed))
-    G, dev = int(r["num_generations"]), device(r.get("device", "auto"))
+    G = int(r["num_generations"])
     args = GRPOConfig(
-        output_dir=str(Path(work) / "trainer"), learning_rate=float(r["lr"]), beta=float(r["beta"]),
+        output_dir=str(output_dir), learning_rate=float(r["lr"]), beta=float(r["beta"]),
         num_generations=G, per_device_train_batch_size=int(r["prompts_per_step"]) * G,
         max_completion_length=int(r["max_completion_length"]), temperature=float(r["temperature"]),
         max_steps=int(r["steps"]), logging_steps=1, save_steps=int(r["save_steps"]),
@@ -82,10 +79,22 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
         bf16=dev.startswith("cuda"), loss_type=r.get("loss_type", "grpo"), disable_tqdm=True,
         lr_scheduler_type="constant_with_warmup", warmup_steps=int(r.get("warmup_steps", 0)),
         shuffle_dataset=False)
-    trainer = GRPOTrainer(model=model, reward_funcs=reward_function(suite, {it.id: it for it in items}),
-                          args=args, train_dataset=data, processing_class=tok,
-                          callbacks=[trainer_progress("rl", int(r["steps"])), tracking_callback("rl")])
-    last = last_complete_checkpoint(args.output_dir)
+    return GRPOTrainer(model=model, reward_funcs=reward_function(suite, {it.id: it for it in items}),
+                       args=args, train_dataset=data, processing_class=tok, callbacks=callbacks)
+
+
+def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
+    from transformers import AutoModelForCausalLM
+
+    r, seed = cfg["rl"], int(cfg["seed"])
+    seed_everything(seed)
+    tok = load_tokenizer(inputs["model"])
+    model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    trainer = grpo_trainer(cfg["task"], r, model, tok, Path(work) / "trainer", seed,
+                           device(r.get("device", "auto")),
+                           [trainer_progress("rl", int(r["steps"])), tracking_callback("rl")])
+    last = last_complete_checkpoint(trainer.args.output_dir)
     if last:
         note(f"resumed from {Path(last).name} of {int(r['steps'])} steps")
     trainer.train(resume_from_checkpoint=last)
