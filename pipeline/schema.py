@@ -44,6 +44,7 @@ class Sft(Section):
     fsdp_config: dict[str, Any] | None = None
     gradient_checkpointing: bool = False
     group_by_length: bool = False
+    loss_reduction: Literal["token_mean", "seq_sum"] = "token_mean"   # over the optimizer step
 
 
 class TrlRl(Section):
@@ -186,12 +187,26 @@ class Report(Section):
     ci: Annotated[float, Field(gt=0, lt=1)]
 
 
+class Rotation(Section):
+    """Gradient rotation between offline and online pilots (PEAR App. A.4)."""
+    enabled: bool = False
+    steps: Count = 10
+    k: Count = 128
+    batch_size: Count = 8
+    offline_lr: float = 1e-5          # ${sft.lr} and ${rl.lr} by default: checked there, once
+    online_lr: float = 1e-6
+    prompts_per_step: Count = 8
+    num_generations: int = 8          # ${rl...} by default, like the lrs: checked there
+    max_completion_length: int = 256
+
+
 class Analysis(Section):
     enabled: bool
     calibration_size: Count
     batch_size: Count
     sparsity_eps: NonNegative
     device: str
+    rotation: Rotation = Rotation()
 
 
 class Resources(Section):
