@@ -157,7 +157,8 @@ def build(cfg: Any, objectives: dict[str, dict]) -> Dag:
     evaluate("base", base)
     evaluate("behavior", behavior)
     report_inputs: dict[str, Ref] = {"eval/base": Ref("eval[base]"),
-                                     "eval/behavior": Ref("eval[behavior]")}
+                                     "eval/behavior": Ref("eval[behavior]"),
+                                     "verify": Ref("verify")}  # its timeouts
     acfg = {k: v for k, v in (c.get("analysis") or {}).items() if k != "enabled"}
     analyse = bool((c.get("analysis") or {}).get("enabled", False))
 
