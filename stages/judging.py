@@ -27,7 +27,7 @@ from typing import Any
 
 from verifiers import build_suite
 from verifiers.base import Item, Verdict
-from verifiers.mathbox import DEFAULT_TIMEOUT_S, time_bound
+from verifiers.mathbox import DEFAULT_TIMEOUT_S, mathbox, time_bound
 
 CHUNK = 64  # pairs per task sent to a pool process (at most; fewer when there are few pairs)
 POOL_MIN = 256  # fewer pairs than this are judged in this process: starting the pool costs more
@@ -65,6 +65,7 @@ _SUITE: Any = None
 
 def _init(task_cfg: dict) -> None:
     global _SUITE
+    mathbox().spare = False  # one answer at a time here: no second math-verify worker to start
     _SUITE = build_suite(task_cfg)
 
 
@@ -74,8 +75,23 @@ def judge_pairs(suite: Any, pairs: Sequence[Pair], bound: float) -> list[Verdict
         return [suite.score(item, completion) for item, completion in pairs]
 
 
-def _judge_chunk(pairs: Sequence[Pair], bound: float) -> list[Verdict]:
-    return judge_pairs(_SUITE, pairs, bound)
+def _judge_chunk(chunk: tuple[list[Item], list[tuple[int, str]]], bound: float) -> list[Verdict]:
+    items, pairs = chunk
+    return judge_pairs(_SUITE, [(items[i], completion) for i, completion in pairs], bound)
+
+
+def _packed(pairs: Sequence[Pair]) -> tuple[list[Item], list[tuple[int, str]]]:
+    """A chunk as its distinct items and (item index, completion) pairs: a prompt's samples sit
+    side by side, so each item (SynLogic's carry their puzzle) is pickled once per chunk."""
+    index: dict[int, int] = {}
+    items: list[Item] = []
+    out = []
+    for item, completion in pairs:
+        if id(item) not in index:
+            index[id(item)] = len(items)
+            items.append(item)
+        out.append((index[id(item)], completion))
+    return items, out
 
 
 # -- in the stage ---------------------------------------------------------------------------------
@@ -141,7 +157,8 @@ class Judge:
         size = max(1, min(CHUNK, math.ceil(len(pairs) / (4 * self.workers))))
         chunks = list(_chunks(pairs, size))
         out = []
-        for chunk, verdicts in zip(chunks, self._executor().map(_judge_chunk, chunks, [bound] * len(chunks))):
+        packed = [_packed(c) for c in chunks]
+        for chunk, verdicts in zip(chunks, self._executor().map(_judge_chunk, packed, [bound] * len(chunks))):
             out += verdicts
             if on_done:
                 on_done(len(chunk))

@@ -19,7 +19,10 @@ timed-out answer once under ``verify.retry_timeout_s`` (``stages/judging.py``).
 
 Workers start on first use (a second or two: importing sympy and warming its caches on
 ``WARMUP`` pairs, whose first comparisons cost up to 0.2 s each), one per concurrent caller up
-to ``max_workers``; a warm spare is kept so that a kill does not make the next call wait.
+to ``max_workers``; a warm spare is kept so that a kill does not make the next call wait
+(``spare = False``: none, for a process that judges one answer at a time, such as a process of
+the verify stage's pool, where a spare doubles the start-up work; a kill still starts a
+replacement at once).
 """
 from __future__ import annotations
 
@@ -113,8 +116,8 @@ class _Worker:
 class MathBox:
     """A small pool of math-verify workers. ``judge`` never raises."""
 
-    def __init__(self, max_workers: int = 4) -> None:
-        self.pid = os.getpid()
+    def __init__(self, max_workers: int = 4, spare: bool = True) -> None:
+        self.pid, self.spare = os.getpid(), spare
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max_workers)
@@ -149,11 +152,12 @@ class MathBox:
             return reply
 
     def _acquire(self) -> _Worker | None:
-        """An idle worker (a ready one first); leaves a spare starting if none is left idle."""
+        """An idle worker (a ready one first); leaves a spare starting if none is left idle
+        (``self.spare``)."""
         with self._lock:
             self._idle.sort(key=lambda w: w.ready)
             worker = self._idle.pop() if self._idle else _Worker()
-            if not self._idle:
+            if not self._idle and self.spare:
                 self._idle.append(_Worker())
         if worker.wait_ready():
             return worker
