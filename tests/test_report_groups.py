@@ -81,10 +81,9 @@ def test_report_md_has_table_2s_layout_and_the_timeouts(with_benchmarks):
 
 
 def test_one_benchmark_adds_no_section_and_no_columns(tmp_path):
-    out = tmp_path / "out"
-    out.mkdir()
-    report.run(CFG, synthetic_inputs(tmp_path / "in"), out, tmp_path / "work")
-    md = (out / "report.md").read_text()
-    assert "## Per benchmark" not in md and "## Verifier timeouts" not in md
-    assert not [c for c in pd.read_csv(out / "results.csv").columns if "/" in c]
-    assert report_groups.section(pd.DataFrame(columns=["policy"]), []) == []
+    parsed = report.parse_inputs(synthetic_inputs(tmp_path / "in"))  # no benchmark column: one, "all"
+    long = report_groups.long_table(parsed, [1, 2])
+    assert long.empty and report_groups.section(long, ["A"]) == []
+    df = pd.DataFrame({"policy": ["A"], "offline_pass@1": [0.5]})
+    assert report_groups.add_columns(df, long).equals(df)
+    assert report_groups.timeouts_section(report_groups.timeouts_table(parsed)) == []
