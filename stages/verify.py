@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from stages.common import progress, read_table, write_shard, write_table
+from stages.common import note, progress, read_table, write_shard, write_table
 from stages.judging import Judge, bounds, stage_cpus
 from stages.report_types import item_type
 from verifiers import build_suite
@@ -84,8 +84,12 @@ def judge_shards(judge: Judge, pairs: list, work: Path) -> pd.DataFrame:
     """The verdict columns (``COLUMNS``) of every pair, judged in shards of ``SHARD`` pairs; a
     finished shard is saved under ``work`` and read back on a re-run instead of judged again."""
     parts = []
+    starts = range(0, len(pairs), SHARD)
+    done = [k for k in range(len(starts)) if (work / f"verdicts-{k:05d}.parquet").is_file()]
+    if done:  # finished shards survive a crash or Ctrl-C
+        note(f"resumed: {len(done)} of {len(starts)} shards of verdicts were done before")
     bar = progress(total=len(pairs), desc="verify", unit="resp")
-    for k, start in enumerate(range(0, len(pairs), SHARD)):
+    for k, start in enumerate(starts):
         path = work / f"verdicts-{k:05d}.parquet"
         chunk = pairs[start:start + SHARD]
         if path.is_file():
