@@ -174,7 +174,8 @@ def build(cfg: Any, objectives: dict[str, dict]) -> Dag:
     evaluate("base", base)
     evaluate("behavior", behavior)
     report_inputs: dict[str, Ref] = {"eval/base": Ref("eval[base]"),
-                                     "eval/behavior": Ref("eval[behavior]")}
+                                     "eval/behavior": Ref("eval[behavior]"),
+                                     "verify": Ref("verify")}  # its timeouts
     a_all = c.get("analysis") or {}
     acfg = {k: v for k, v in a_all.items() if k not in ("enabled", "rotation")}
     analyse = bool(a_all.get("enabled", False))

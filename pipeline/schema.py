@@ -115,6 +115,8 @@ class Eval(Section):
     top_p: Probability = 1.0
     max_new_tokens: Count
     shard_size: Count | None = None
+    timeout_s: Positive = 0.9                # as verify's (conf/eval/default.yaml takes them from there)
+    retry_timeout_s: Positive | None = 10.0
 
 
 # ---- conf/cluster, conf/tracking --------------------------------------------------------------
@@ -172,6 +174,8 @@ class Sample(Section):
 class Verify(Section):
     min_correct: Natural
     max_bad_fraction: Fraction
+    timeout_s: Positive = 0.9                # math-verify's bound per answer (stages/judging.py)
+    retry_timeout_s: Positive | None = 10.0  # the retry's bound for answers that ran out of time
 
 
 class Score(Section):

@@ -227,7 +227,8 @@ class RefData(Section):
 
 
 class NegativesData(Section):
-    negatives_ratio: NonNegative = 0.25   # failures mixed in per positive
+    budget: Literal["fixed", "added"] = "fixed"  # fixed: as many rows as the positive-only objectives
+    negatives_ratio: NonNegative = 1.0           # failures per positive (stages/sft_data.py select_rows)
 
 
 OBJECTIVES: dict[str, tuple[type[Section], type[Section]]] = {

@@ -18,14 +18,14 @@ from types import ModuleType
 VERSIONS: dict[str, int] = {
     "bootstrap": 1,
     "sample": 1,
-    "verify": 1,
+    "verify": 2,  # 2: math-verify timeouts retried under a longer bound; timed_out column
     "score": 1,
-    "sft": 3,  # 3: loss = one token mean over the optimizer step; TALR τ over the step
-    # 2: output generation config stops on the data's end-of-turn ids
-    "eval": 2,  # 2: maj@n votes only among answers, grouped by suite.same_answer; answer_group
+    "sft": 4,  # 4: objectives with negatives at a fixed example budget by default
+    # 3: loss = one token mean over the optimizer step; TALR τ over the step; 2: stop ids
+    "eval": 3,  # 3: benchmark and timed_out columns, by_benchmark, timeouts retried (2: maj@n groups)
     "rl": 2,  # 2: GRPO prompt order laid out up front (deterministic resume)
     "analysis": 2,  # 2: gradient rotation (App. A.4) of SFT checkpoints
-    "report": 2,
+    "report": 3,  # 3: per-benchmark table and columns (Table 2 layout), verifier timeouts
 }
 
 

@@ -29,6 +29,9 @@ runner-up excludes 0. Correlations over fewer than four objectives are "too few 
 sentences (``stages/report_answer.py``). Addition to the paper, whose Figure 1 and Tables 6-7
 show rank changes without intervals: every rank change here says whether it is significant.
 
+Per benchmark (math's five, logic's task types): avg@n, pass@k and their macro average, the
+paper's Table 2 layout, and the verifier's timeouts, from ``stages/report_groups.py``.
+
 Writes ``results.csv`` (one row per policy, every column), ``correlations.csv`` (Kendall τ-b and
 Spearman ρ of each proxy vs online ``rank_by`` over the objectives, with intervals),
 ``differences.csv`` (every pair's difference per phase with its interval), ``pass_at_k.csv``,
@@ -45,7 +48,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from stages import report_answer, report_plots, report_stats, report_types
+from stages import report_answer, report_groups, report_plots, report_stats
 from stages.common import tracker, write_json
 from stages.metrics import (bootstrap_ci, kendall_tau, maj_at_n, pass_at_k_items,
                             spearman_rho)
@@ -69,11 +72,14 @@ def _json(path: Path) -> dict:
 
 def parse_inputs(inputs: dict[str, str]) -> dict[tuple[str, str, int | None], Path]:
     """``{(kind, name, seed): path}``; kind is eval/sft, eval/rl, sft, analysis/sft, ...;
-    ``eval/base`` and ``eval/behavior`` become ``("eval/ref", name, None)``."""
+    ``eval/base`` and ``eval/behavior`` become ``("eval/ref", name, None)``, ``verify``
+    ``("verify", "verify", None)``."""
     out = {}
     for key, path in inputs.items():
         parts = key.split("/")
-        if parts[0] == "eval" and len(parts) == 2:
+        if len(parts) == 1:  # ``verify``: its manifest's timeouts
+            out[(key, key, None)] = Path(path)
+        elif parts[0] == "eval" and len(parts) == 2:
             out[("eval/ref", parts[1], None)] = Path(path)
         else:
             out[("/".join(parts[:-2]), parts[-2], int(parts[-1]))] = Path(path)
@@ -356,12 +362,12 @@ def proxy_table(df: pd.DataFrame) -> list[str]:
 
 
 def markdown(df: pd.DataFrame, corr: pd.DataFrame, meta: dict, cfg: dict,
-             answer: list[str]) -> str:
+             answer: list[str], per_benchmark: list[str] = ()) -> str:
     """report.md: the answer first, then the tables it rests on, then the plots."""
     by = cfg["report"].get("rank_by", "pass@1")
     level = int(round(100 * float(cfg["report"].get("ci", 0.95))))
-    lines = [f"# Offline vs online: {cfg['experiment']}", "", *answer,
-             *main_table(df, meta, cfg), *correlation_table(corr, by, level), *proxy_table(df)]
+    lines = [f"# Offline vs online: {cfg['experiment']}", "", *answer, *main_table(df, meta, cfg),
+             *per_benchmark, *correlation_table(corr, by, level), *proxy_table(df)]
     lines += ["![offline vs online](offline_online.png)", "",
               "![proxies vs online](proxies.png)", "", "![pass@k](pass_at_k.png)", ""]
     return "\n".join(lines)
@@ -376,16 +382,19 @@ def run(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     df, corr = report_stats.attach(df, correlations(df, proxies, f"online_{by}"), unc)
     facts = report_answer.facts(df, corr, unc, by)
     curves = pass_at_k_curves(meta)
+    benches = report_groups.long_table(parse_inputs(inputs), meta["report_ks"])
+    df = report_groups.add_columns(df, benches)
+    timeouts = report_groups.timeouts_table(parse_inputs(inputs))
     df.to_csv(out / "results.csv", index=False)
     corr.to_csv(out / "correlations.csv", index=False)
     unc.differences.to_csv(out / "differences.csv", index=False)
     curves.to_csv(out / "pass_at_k.csv", index=False)
-    (out / "report.md").write_text(markdown(df, corr, meta, cfg,
-                                            report_answer.section(facts, df, unc, by)))
-    report_types.append_section(out / "report.md", parse_inputs(inputs))
+    (out / "report.md").write_text(markdown(
+        df, corr, meta, cfg, report_answer.section(facts, df, unc, by),
+        report_groups.section(benches, list(df["policy"]))) + "\n".join(report_groups.timeouts_section(timeouts)))
     images = report_plots.plot_all(df, corr, curves, meta, by, out)
     tracker().log_report({"offline_online": df, "correlations": corr, "pass_at_k": curves,
-                          "differences": unc.differences},
+                          "differences": unc.differences, "by_benchmark": benches, "timeouts": timeouts},
                          report_plots.chart_specs(df, corr, curves, by), images)
     rows = df.astype(object).where(pd.notna(df), None).to_dict(orient="records")
     write_json(rows, out / "results.json")

@@ -22,8 +22,11 @@ seeded per epoch). The log-probs never slice the ``[B, L, V]`` logits (the label
 instead: no copy), and ``token_logprobs`` is chunked over positions; the held-out NLL builds no
 ``[B, L, V]`` tensor at all (``head_logprobs``).
 
-Data: the verified-correct responses of ``scored.parquet`` (plus verified failures when the
-objective uses negatives, ``objective.data.negatives_ratio`` of the positives). A seeded
+Data: the verified-correct responses of ``scored.parquet``; an objective that uses negatives
+(``pear_neg``) trains on as many rows by default, positives and verified failures in the ratio
+``objective.data.negatives_ratio`` (PEAR §4.5: 50K + 50K against 100K positives;
+``objective.data.budget: added`` puts the failures on top instead), and the manifest records
+the counts (``sft_data.select_rows``). A seeded
 ``sft.heldout_fraction`` of the prompts is kept out of training; the plain NLL on their correct
 responses is reported as ``heldout_nll`` (Quagmires' generalization loss).
 

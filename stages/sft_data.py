@@ -26,13 +26,54 @@ def split_heldout(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.Data
     return df[~mask].reset_index(drop=True), df[mask].reset_index(drop=True)
 
 
+BUDGETS = ("fixed", "added")
+
+
 def select_rows(train: pd.DataFrame, data_cfg: dict, uses_negatives: bool, seed: int) -> pd.DataFrame:
+    """The rows an objective trains on: every verified-correct row; for an objective that learns
+    from failures (``pear_neg``), positives and verified failures by ``data_cfg``:
+
+    * ``budget: fixed`` (default; PEAR §4.5: 50K positives + 50K negatives against 100K
+      positives): as many rows as the positive-only objectives get (P = all positives), of
+      which ``negatives_ratio`` failures per positive: round(P / (1 + r)) positives and the
+      rest failures, both seeded samples. Too few failures: all of them, positives fill the rest.
+    * ``budget: added``: every positive plus ``negatives_ratio`` × P failures on top (more
+      examples and optimizer steps than the other objectives).
+
+    An answer the verifier ran out of time on (``timed_out``) was never judged: it is no failure.
+    """
     pos = train[train["correct"]]
     if not uses_negatives:
         return pos.reset_index(drop=True)
-    neg = train[~train["correct"]]
-    k = min(len(neg), int(round(float(data_cfg.get("negatives_ratio", 0.25)) * len(pos))))
-    return pd.concat([pos, neg.sample(n=k, random_state=seed)], ignore_index=True)
+    budget, ratio = str(data_cfg.get("budget", "fixed")), float(data_cfg.get("negatives_ratio", 1.0))
+    if budget not in BUDGETS:
+        raise ValueError(f"objective.data.budget={budget!r}; valid: {', '.join(BUDGETS)}")
+    if not ratio >= 0:
+        raise ValueError(f"objective.data.negatives_ratio must be >= 0, got {ratio}")
+    neg = train[failures(train)]
+    if budget == "added":
+        k = min(len(neg), int(round(ratio * len(pos))))
+        return pd.concat([pos, neg.sample(n=k, random_state=seed)], ignore_index=True)
+    k = min(len(neg), len(pos) - int(round(len(pos) / (1.0 + ratio))))
+    return pd.concat([pos.sample(n=len(pos) - k, random_state=seed), neg.sample(n=k, random_state=seed)],
+                     ignore_index=True)
+
+
+def failures(train: pd.DataFrame) -> pd.Series:
+    """Verified failures: judged wrong, and judged at all (not ``timed_out``)."""
+    failed = ~train["correct"].astype(bool)
+    if "timed_out" in train:
+        failed &= ~train["timed_out"].astype(bool)
+    return failed
+
+
+def budget_record(train: pd.DataFrame, data_cfg: dict) -> dict:
+    """The manifest's record of an objective with negatives: its budget rule and ratio, and the
+    positives and failures it chose from (after the held-out split)."""
+    return {"budget": str(data_cfg.get("budget", "fixed")),
+            "negatives_ratio": float(data_cfg.get("negatives_ratio", 1.0)),
+            "positives_available": int(train["correct"].sum()),
+            "negatives_available": int(failures(train).sum())}
 
 
 def to_examples(df: pd.DataFrame, topk: bool) -> list[dict]:

@@ -17,26 +17,28 @@ import torch
 from stages.common import (device, last_complete_checkpoint, load_tokenizer, note, read_table,
                            seed_everything, tracking_callback, trainer_progress, write_table)
 from stages.objectives import get_objective
-from stages.sft_data import (Collator, EpochSampler, check_same_vocabulary, select_rows,
-                             split_heldout, to_examples, turn_end_ids)
+from stages.sft_data import (Collator, EpochSampler, budget_record, check_same_vocabulary,
+                             select_rows, split_heldout, to_examples, turn_end_ids)
 from stages.sft_output import save_stop_files
 from stages.sft_trainer import load_reference, make_trainer_class, mean_nll
 
 
-def load_examples(cfg: dict, inputs: dict, objective) -> tuple[list[dict], list[dict], pd.DataFrame]:
-    """(train examples, held-out correct examples, the selected training rows)."""
+def load_examples(cfg: dict, inputs: dict, objective) -> tuple[list[dict], list[dict], pd.DataFrame, dict]:
+    """(train examples, held-out correct examples, the selected training rows, and for an
+    objective with negatives what they were chosen from: ``sft_data.budget_record``)."""
     s, seed = cfg["sft"], int(cfg["seed"])
     df = read_table(inputs["data"], "scored.parquet")
     if objective.behavior_topk and "behavior_topk_ids" not in df:
         raise ValueError(f"objective {objective.name} needs behavior top-k log-probs; set "
                          "objective.data.topk > 0 so the score stage stores them")
     train_df, held_df = split_heldout(df, float(s["heldout_fraction"]), seed)
-    rows = select_rows(train_df, dict(cfg["objective"].get("data") or {}), objective.uses_negatives,
-                       seed)
+    data = dict(cfg["objective"].get("data") or {})
+    rows = select_rows(train_df, data, objective.uses_negatives, seed)
     if not rows["correct"].any():
         raise ValueError("no verified-correct response left for SFT after the held-out split")
     held = to_examples(held_df[held_df["correct"]], objective.behavior_topk)
-    return to_examples(rows, objective.behavior_topk), held, rows
+    budget = budget_record(train_df, data) if objective.uses_negatives else {}
+    return to_examples(rows, objective.behavior_topk), held, rows, budget
 
 
 def training_args(s: dict, work: Path, dev: str, steps: int, seed: int, world: int):
@@ -66,7 +68,7 @@ def fit(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     s, ocfg, seed = cfg["sft"], cfg["objective"], int(cfg["seed"])
     objective = get_objective(ocfg["name"])
     seed_everything(seed)
-    train, held, rows = load_examples(cfg, inputs, objective)
+    train, held, rows, budget = load_examples(cfg, inputs, objective)
     tok = load_tokenizer(inputs["model"])
     check_same_vocabulary(tok, inputs["data"])
     model = AutoModelForCausalLM.from_pretrained(inputs["model"], dtype=torch.float32)
@@ -115,7 +117,8 @@ def fit(cfg: dict, inputs: dict, out: Path, work: Path) -> dict:
     ref_local = (sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel()
                      for p in ref.parameters()) if ref is not None else None)
     return {"objective": objective.name, "train_examples": len(train),
-            "train_negatives": int((~rows["correct"]).sum()), "heldout_examples": len(held),
+            "train_positives": int(rows["correct"].sum()), "train_negatives": int((~rows["correct"]).sum()),
+            **budget, "heldout_examples": len(held),
             "steps": int(trainer.state.global_step), "train_loss": float(curves["loss"].mean()),
             "heldout_nll": nll, "resumed_from": Path(last).name if last else None,
             "final_weight_mean": float(last_w["weight_mean"].mean()) if "weight_mean" in last_w else None,

@@ -184,11 +184,12 @@ def test_verify_manifest_counts_rows_per_type(tmp_path):
     assert manifest["suite_stats"]["rows_by_type"]["numbrix"] == 1
 
 
-# -- pass rates per task type (eval metrics.json, report section) ------------------------------
-def test_pass_by_type_and_the_report_section(tmp_path):
+# -- pass rates per task type (eval metrics.json, the report's per-benchmark table) -------------
+def test_pass_by_type_and_the_report_table(tmp_path):
     from types import SimpleNamespace
 
-    from stages.report_types import pass_by_type, section
+    from stages.report_groups import long_table, section
+    from stages.report_types import item_benchmark, pass_by_type
 
     items = {"a": SimpleNamespace(metadata={"task": "sudoku"}), "b": SimpleNamespace(metadata={"task": "sudoku"}),
              "c": SimpleNamespace(metadata={"task": "survo"})}
@@ -197,15 +198,15 @@ def test_pass_by_type_and_the_report_section(tmp_path):
     by = pass_by_type(df, items, [1, 2])
     assert by == {"sudoku": {"pass@1": 0.75, "pass@2": 1.0, "items": 2}, "survo": {"pass@1": 0.0, "pass@2": 0.0, "items": 1}}
     parsed = {}
-    for kind, name, seed, value in [("eval/sft", "sft", 0, 0.5), ("eval/sft", "sft", 1, 0.7), ("eval/rl", "sft", 0, 0.9)]:
+    for kind, seed, correct in [("eval/sft", 0, [1, 0, 1, 1, 0, 0]), ("eval/sft", 1, [1, 1, 1, 1, 1, 0]),
+                                ("eval/rl", 0, [1, 1, 1, 1, 1, 1])]:
         d = tmp_path / f"{kind.replace('/', '_')}_{seed}"
         d.mkdir()
-        (d / "metrics.json").write_text(json.dumps({"pass@1": value, "by_type": {
-            "sudoku": {"pass@1": value, "items": 2}, "survo": {"pass@1": value / 2, "items": 1}}}))
-        parsed[(kind, name, seed)] = d
-    text = section(parsed)
-    assert "## By task type" in text and "| task type | sft/offline | sft/online |" in text
-    assert "| sudoku | 60.0 | 90.0 |" in text and "| survo | 30.0 | 45.0 |" in text
-    one_type = {("eval/sft", "sft", 0): parsed[("eval/sft", "sft", 0)]}
-    (parsed[("eval/sft", "sft", 0)] / "metrics.json").write_text(json.dumps({"by_type": {"all": {"pass@1": 1.0}}}))
-    assert section(one_type) == ""  # one kind of item: nothing to split
+        df.assign(correct=[bool(c) for c in correct],
+                  benchmark=df["prompt_id"].map(lambda p: item_benchmark(items[p]))).to_parquet(d / "samples.parquet")
+        parsed[(kind, "sft", seed)] = d
+    text = "\n".join(section(long_table(parsed, [1, 2]), ["sft"]))
+    assert "| benchmark | metric | sft/online | sft/offline |" in text
+    # sudoku after SFT: avg@2 0.75 (seed 0) and 1.0 (seed 1); survo 0.0 and 0.5
+    assert "| sudoku | avg@2 | 100.0 | 87.5 |" in text and "| survo | avg@2 | 100.0 | 25.0 |" in text
+    assert "| **macro** | avg@2 | 100.0 | 56.2 |" in text

@@ -32,12 +32,15 @@ class Item:
 
 @dataclass(frozen=True)
 class Verdict:
-    """``reward`` in [0, 1]; ``correct`` is the binary judgement; ``reason`` says why."""
+    """``reward`` in [0, 1]; ``correct`` is the binary judgement; ``reason`` says why.
+    ``timed_out``: the judge ran out of time (math-verify), so the answer is judged wrong without
+    having been compared; the verify and eval stages retry such answers under a longer bound."""
 
     reward: float
     correct: bool
     extracted: str | None
     reason: str
+    timed_out: bool = False
 
 
 @runtime_checkable

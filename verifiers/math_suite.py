@@ -13,7 +13,8 @@ so splits never share a prompt even when they read the same file.
 Scoring: the last ``\\boxed{…}`` after any ``</think>``. Equal strings after light LaTeX
 normalisation are correct without further work; otherwise math-verify decides, in a worker
 process with a hard time bound (``verifiers.mathbox``), so the verifier is safe in threads and
-Ray tasks. Answers whose evaluation would be astronomically large (power towers, huge
+Ray tasks. An answer that runs out of time is wrong with ``timed_out`` set in its verdict (the
+verify and eval stages count such answers and judge them once more under a longer bound). Answers whose evaluation would be astronomically large (power towers, huge
 exponents or factorials) are rejected up front, and so are answers involving infinity when the
 gold answer does not: math-verify 0.9.0 (sympy's ``simplify``) judges ``\\infty^{\\infty}`` equal to
 finite numbers such as 45 or 8/21 in a random fraction of calls.
@@ -131,7 +132,7 @@ def score_math(item: Item, completion: str) -> Verdict:
     reasons = {"different": "wrong answer", "unparsed": "math-verify could not parse the "
                + str(reply.get("detail")), "timeout": "math-verify timed out", "error": "math-verify error"}
     return Verdict(0.0, False, pred, reasons.get(status, "math-verify error") + (
-        f": {reply.get('detail')}" if status in ("timeout", "error") else ""))
+        f": {reply.get('detail')}" if status in ("timeout", "error") else ""), timed_out=status == "timeout")
 
 
 def same_math_answer(a: str, b: str) -> bool:

@@ -3,20 +3,31 @@
 math-verify bounds its own time with ``signal.alarm``: whole seconds, main thread only (elsewhere
 it raises ``ValueError``), and blind to C-level work such as ``9**9**9`` inside sympy, which no
 signal interrupts. So parsing and comparison run in worker processes (``python -m
-verifiers.mathbox``) that talk JSON lines over pipes:
+verifiers.mathbox``) that talk JSON lines over pipes, with math-verify's own timeouts off
+(``parsing_timeout=None, timeout_seconds=None``) and two bounds of ours per judgement:
 
-* in the worker, an ``ITIMER_PROF`` timer of ``SOFT_TIMEOUT_S`` of CPU time (so a busy machine
-  does not turn slow answers into timeouts) interrupts slow Python code; the worker answers
-  ``timeout`` and lives on;
-* in the caller, a reply that does not come within ``HARD_TIMEOUT_S`` gets the worker killed and
-  replaced, and the call answers ``timeout``.
+* in the worker (its main thread), an ``ITIMER_PROF`` timer of ``CPU_SHARE`` × the bound in CPU
+  seconds (so a busy machine does not turn slow answers into timeouts) interrupts slow Python
+  code; the worker answers ``timeout`` and lives on;
+* in the caller, a reply that does not come within the bound (wall seconds) gets the worker
+  killed and replaced, and the call answers ``timeout``.
+
+The bound is ``judge(..., timeout_s=)``, else the one set by ``time_bound`` in the calling
+context (a ``contextvars`` value: per thread, so verl's reward threads keep the default), else
+``DEFAULT_TIMEOUT_S``. The verify and eval stages set it from ``verify.timeout_s`` and retry a
+timed-out answer once under ``verify.retry_timeout_s`` (``stages/judging.py``).
 
 Workers start on first use (a second or two: importing sympy and warming its caches on
 ``WARMUP`` pairs, whose first comparisons cost up to 0.2 s each), one per concurrent caller up
-to ``max_workers``; a warm spare is kept so that a kill does not make the next call wait.
+to ``max_workers``; a warm spare is kept so that a kill does not make the next call wait
+(``spare = False``: none, for a process that judges one answer at a time, such as a process of
+the verify stage's pool, where a spare doubles the start-up work; a kill still starts a
+replacement at once).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import select
@@ -26,14 +37,33 @@ import threading
 import time
 from pathlib import Path
 
-SOFT_TIMEOUT_S = 0.5  # CPU seconds in the worker
-HARD_TIMEOUT_S = 0.9  # wall seconds in the caller
+DEFAULT_TIMEOUT_S = 0.9  # wall seconds in the caller per judgement
+CPU_SHARE = 0.55  # the worker's CPU-time bound, as a share of the wall bound (0.5 s at 0.9)
 START_TIMEOUT_S = 60.0
 WORKER_MEMORY_BYTES = 4 << 30
 WARMUP = [("1/2", "0.5"), ("x^2+2x+1", "(x+1)^2"), ("(3,\\infty)", "(3, \\infty)"), ("\\{1,2\\}", "\\{2,1\\}"),
           ("\\frac{\\sqrt2}{2}", "\\sqrt{2}/2"), ("x=2", "2"), ("\\sin^2 x+\\cos^2 x", "1"), ("e^{i\\pi}", "-1"),
           ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}"), ("3x+2y", "2y+3x")]
 _ROOT = str(Path(__file__).resolve().parent.parent)
+_BOUND: contextvars.ContextVar[float] = contextvars.ContextVar("mathbox_bound", default=DEFAULT_TIMEOUT_S)
+
+
+@contextlib.contextmanager
+def time_bound(seconds: float):
+    """Judge under ``seconds`` (wall; CPU: ``CPU_SHARE`` of it) in this context (thread)."""
+    seconds = float(seconds)
+    if not seconds > 0:
+        raise ValueError(f"a math-verify time bound must be > 0 seconds, got {seconds}")
+    token = _BOUND.set(seconds)
+    try:
+        yield
+    finally:
+        _BOUND.reset(token)
+
+
+def current_bound() -> float:
+    """The wall-clock bound ``judge`` uses when not given one."""
+    return _BOUND.get()
 
 
 class _Worker:
@@ -86,8 +116,8 @@ class _Worker:
 class MathBox:
     """A small pool of math-verify workers. ``judge`` never raises."""
 
-    def __init__(self, max_workers: int = 4) -> None:
-        self.pid = os.getpid()
+    def __init__(self, max_workers: int = 4, spare: bool = True) -> None:
+        self.pid, self.spare = os.getpid(), spare
         self._idle: list[_Worker] = []
         self._lock = threading.Lock()
         self._slots = threading.Semaphore(max_workers)
@@ -98,19 +128,21 @@ class MathBox:
             if not self._idle:
                 self._idle.append(_Worker())
 
-    def judge(self, gold: str, pred: str) -> dict:
-        """``{"status": equal|different|unparsed|timeout|error, "detail": str}``."""
+    def judge(self, gold: str, pred: str, timeout_s: float | None = None) -> dict:
+        """``{"status": equal|different|unparsed|timeout|error, "detail": str}`` within
+        ``timeout_s`` wall seconds (default: ``current_bound()``)."""
+        bound = float(timeout_s) if timeout_s else current_bound()
         with self._slots:
             worker = self._acquire()
             if worker is None:
                 return {"status": "error", "detail": "math-verify worker failed to start"}
             try:
-                reply = worker.ask({"gold": gold, "pred": pred}, HARD_TIMEOUT_S)
+                reply = worker.ask({"gold": gold, "pred": pred, "cpu_s": CPU_SHARE * bound}, bound)
             except Exception as e:  # a garbled reply: treat the worker as broken
                 reply = None
                 detail = f"{type(e).__name__}"
             else:
-                detail = f"no reply within {HARD_TIMEOUT_S}s; worker restarted"
+                detail = f"no reply within {bound:g} s; worker restarted"
             if reply is None:
                 worker.kill()
                 self.warm()
@@ -120,11 +152,12 @@ class MathBox:
             return reply
 
     def _acquire(self) -> _Worker | None:
-        """An idle worker (a ready one first); leaves a spare starting if none is left idle."""
+        """An idle worker (a ready one first); leaves a spare starting if none is left idle
+        (``self.spare``)."""
         with self._lock:
             self._idle.sort(key=lambda w: w.ready)
             worker = self._idle.pop() if self._idle else _Worker()
-            if not self._idle:
+            if not self._idle and self.spare:
                 self._idle.append(_Worker())
         if worker.wait_ready():
             return worker
@@ -190,7 +223,8 @@ def _worker_main() -> None:
         reply: dict
         try:
             request = json.loads(line)
-            signal.setitimer(signal.ITIMER_PROF, SOFT_TIMEOUT_S)
+            cpu_s = float(request.get("cpu_s") or CPU_SHARE * DEFAULT_TIMEOUT_S)
+            signal.setitimer(signal.ITIMER_PROF, cpu_s)
             try:
                 gold = golds.get(request["gold"])
                 if gold is None:
@@ -207,7 +241,7 @@ def _worker_main() -> None:
             finally:
                 signal.setitimer(signal.ITIMER_PROF, 0)
         except _SoftTimeout:
-            reply = {"status": "timeout", "detail": f"over {SOFT_TIMEOUT_S}s of CPU in math-verify"}
+            reply = {"status": "timeout", "detail": f"over {cpu_s:g} s of CPU in math-verify"}
         except BaseException as e:  # noqa: BLE001 - the worker must answer every request
             reply = {"status": "error", "detail": f"{type(e).__name__}: {str(e)[:200]}"}
         out.write(json.dumps(reply).encode() + b"\n")

@@ -51,6 +51,7 @@ TASKS = tuple(CHECKS)
 ALIASES = {"skyscraper": "skyscraper_puzzle", "star_placement": "star_placement_puzzle",
            "dyck_languages": "dyck_language", "mathador": "game_of_24"}
 VALIDATE_MODES = ("off", "report", "drop")
+TIMED_OUT = "math-verify: timeout"  # the start of a checker's reason when math-verify ran out of time
 
 
 class SynLogicSuite:
@@ -200,7 +201,9 @@ def score_synlogic(item: Item, completion: str) -> Verdict:
         ok, reason = check(found.text, game)
     except Exception as e:  # malformed answer or row: never raise
         return Verdict(0.0, False, found.text, f"{task}: {type(e).__name__}: {str(e)[:200]}")
-    return Verdict(1.0 if ok else 0.0, bool(ok), found.text, reason)
+    # the arithmetic types that ask math-verify (synlogic_arith.operation) say when it ran out of time
+    return Verdict(1.0 if ok else 0.0, bool(ok), found.text, reason,
+                   timed_out=str(reason).startswith(TIMED_OUT))
 
 
 # -- rows -------------------------------------------------------------------------------------
