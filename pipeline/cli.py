@@ -18,21 +18,26 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import dag as dag_mod
 from pipeline import cluster as cluster_mod
-from pipeline import gpus, preflight, results, runner, tracking
+from pipeline import budget, budget_run, gpus, preflight, results, runner, tracking
 from pipeline.config_check import ConfigError, validate
 from pipeline.study import CONF_DIR, build_dag, link_report  # noqa: F401 (re-exported)
 
 
 def print_plan(dag: dag_mod.Dag, echo: Callable[[str], None] = print) -> dict[str, str]:
-    states = runner.plan(dag)
+    dag, over, notes = budget_run.view(dag) if dag.study else (dag, {}, [])
+    states = {**runner.plan(dag), **over}
     width = max(len(n) for n in dag.order)
     echo(f"plan for {dag.root}:")
     for nid in dag.order:
         n = dag.nodes[nid]
         deps = ", ".join(n.deps) or "-"
         echo(f"  {nid:<{width}}  {n.key}  {states[nid]:<7}  <- {deps}")
-    todo = sum(s != "cached" for s in states.values())
-    echo(f"{len(states) - todo} cached, {todo} to run")
+    todo = sum(s == "to run" for s in states.values())
+    later = sum(s == "pending" for s in states.values())
+    echo(f"{sum(s == 'cached' for s in states.values())} cached, {todo} to run"
+         + (f", {later} pending" if later else ""))
+    for line in notes:
+        echo(line)
     return states
 
 
@@ -98,7 +103,14 @@ def do_run(cfg: DictConfig) -> int:
     results.record_run(dag, started)
     echo = functools.partial(print, file=sys.stdout, flush=True)  # this stdout, not a stage's log
     heartbeat = float(OmegaConf.select(cfg, "progress.heartbeat_s", default=60))
-    outcome = runner.run(dag, cluster, echo=echo, heartbeat_s=heartbeat)
+
+    def run_dag(d: dag_mod.Dag, e: Callable[[str], None]) -> runner.Outcome:
+        return runner.run(d, cluster, echo=e, heartbeat_s=heartbeat)
+
+    if dag.study:  # study.mode=budget: SFT side, the decision, then RL for the selection
+        outcome, dag = budget_run.run(dag, run_dag, echo, started)
+    else:
+        outcome = run_dag(dag, echo)
     if outcome.interrupted:
         return 130
     report = link_report(dag)
@@ -132,7 +144,11 @@ def hydra_entry(command: str) -> Callable[[DictConfig], Any]:
             print_plan(build_dag(cfg))
             return
         if command == "status":
-            results.print_status(build_dag(cfg))
+            dag = build_dag(cfg)
+            dag, over, notes = budget_run.view(dag) if dag.study else (dag, {}, [])
+            results.print_status(dag, overrides=over)
+            for line in notes:
+                print(line)
             return
         code = results.do_report(cfg) if command == "report" else do_run(cfg)
         if code:

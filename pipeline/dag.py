@@ -71,6 +71,7 @@ def keyed(cfg: dict[str, Any]) -> dict[str, Any]:
 class Dag:
     def __init__(self, nodes: list[Node], experiment_root: Path) -> None:
         self.tracking: dict[str, Any] | None = None  # runtime only (pipeline/tracking.py)
+        self.study: Any = None  # study.mode=budget settings (pipeline/budget.py); None: full
         self.nodes = {n.id: n for n in nodes}
         self.order = [n.id for n in nodes]  # built in topological order
         self.root = Path(experiment_root)

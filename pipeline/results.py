@@ -98,7 +98,9 @@ def key_metrics(stage: str, metrics: dict) -> str:
     return " ".join(out)
 
 
-def print_status(dag: Dag, echo=print) -> dict[str, str]:
+def print_status(dag: Dag, echo=print, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """``overrides``: the state of nodes that have not started and will not until something
+    else happens (``pending`` / ``skipped`` of a budget study, ``pipeline/budget.py``)."""
     since = last_run(dag)
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since else "never"
     echo(f"status of {dag.root} (last run of this plan: {when}):")
@@ -106,6 +108,8 @@ def print_status(dag: Dag, echo=print) -> dict[str, str]:
     states = {}
     for nid in dag.order:
         state, d = node_state(dag.dir(nid), since)
+        if state == "missing" and nid in (overrides or {}):
+            state = overrides[nid]
         states[nid] = state
         at = time.strftime("%m-%d %H:%M", time.localtime(d["started"])) if d.get("started") else ""
         secs = f"{d['seconds']:.1f} s" if d.get("seconds") is not None else ""
@@ -116,8 +120,9 @@ def print_status(dag: Dag, echo=print) -> dict[str, str]:
         line = f"  {nid:<{width}}  {state:<7}  {dag.nodes[nid].key}  {at:<11}  {secs:>8}  {info}"
         echo(line.rstrip())
     counts = {s: sum(v == s for v in states.values())
-              for s in ("done", "cached", "running", "failed", "missing")}
-    echo(f"{len(states)} nodes: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+              for s in ("done", "cached", "running", "failed", "missing", "pending", "skipped")}
+    echo(f"{len(states)} nodes: " + ", ".join(f"{v} {k}" for k, v in counts.items()
+                                              if v or k not in ("pending", "skipped")))
     return states
 
 

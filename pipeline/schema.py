@@ -222,6 +222,18 @@ class Progress(Section):
     heartbeat_s: Positive = 60  # seconds between progress lines when output is not a terminal
 
 
+class Study(Section):
+    """``study.mode=budget``: RL only for the objectives an offline proxy ranks best, plus
+    random controls (``pipeline/budget.py`` checks the proxy against the report's columns)."""
+    mode: Literal["full", "budget"] = "full"
+    proxy: Annotated[str, Field(min_length=1)] = "offline_pass@large_k"
+    direction: Literal["auto", "max", "min"] = "auto"
+    top_m: Count = 2
+    controls: Natural = 1
+    control_seed: int = 0
+    gpu_hours: dict[str, NonNegative] | None = None  # GPU-hours per node of a stage
+
+
 # ---- the whole config ---------------------------------------------------------------------------
 
 class Config(Section):
@@ -247,6 +259,7 @@ class Config(Section):
     analysis: Analysis
     resources: dict[str, Resources] = {}
     progress: Progress = Progress()
+    study: Study = Study()
 
     @model_validator(mode="after")
     def _across_groups(self) -> Config:

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import dag as dag_mod
-from pipeline import tracking
+from pipeline import budget, tracking
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 CONF_DIR = PROJECT_DIR / "conf"
@@ -76,12 +76,14 @@ def build_dag(cfg: DictConfig, explicit: bool | None = None) -> dag_mod.Dag:
     cfg = cfg.copy()
     OmegaConf.set_struct(cfg, False)
     cfg.results_dir = str(results_root(cfg.results_dir))
-    dag = dag_mod.build(cfg, objective_configs(cfg, explicit))
+    objectives = objective_configs(cfg, explicit)
+    dag = dag_mod.build(cfg, objectives)
     t = cfg.get("tracking")
     t = OmegaConf.to_container(t, resolve=True) if t is not None else {}
     if t.get("dir"):  # like results_dir: a relative path is under the project
         t["dir"] = str(results_root(t["dir"]))
     dag.tracking = tracking.settings(t, cfg.experiment_name, dag.root, _sweep())
+    dag.study = budget.settings(OmegaConf.to_container(cfg, resolve=True), list(objectives))
     return dag
 
 
