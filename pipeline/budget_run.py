@@ -21,7 +21,6 @@ proxy with online ``report.rank_by`` over the objectives that got RL.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Callable
@@ -289,7 +288,10 @@ def summary_markdown(decision: dict, s: budget.Settings) -> list[str]:
                 else "skipped")
         out.append(f"| {i} | {o} | {'NaN' if v is None else f'{v:.4g}'} | {role} | "
                    f"{'' if on is None else f'{on:.3f}'} |")
-    out += ["", f"Skipped nodes: {', '.join(decision['skipped_nodes']) or 'none'}.", "",
-            "Raw record: " + json.dumps({k: m[k] for k in ("rl_nodes_run", "rl_nodes_skipped",
-                                                           "seconds_saved")})]
+    notes = [(decision["tied_at_cut"], "Tied at the cut (the order of `objectives` decided)"),
+             (decision["nan"], "NaN proxy (ranked last)"),
+             (decision["unavailable"], "No finished SFT eval (left out)")]
+    out += [""] + [f"- {label}: {', '.join(names)}." for names, label in notes if names]
+    out += [f"- Skipped nodes: {', '.join(decision['skipped_nodes']) or 'none'}.", "",
+            f"The numbers behind this page: `{decision['key']}.json` beside it."]
     return out

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 
-from pipeline import budget, budget_run, cli
+from pipeline import budget, budget_run, cli, results
 from pipeline.cache import MANIFEST
 from pipeline.cli import CONF_DIR, build_dag
 from pipeline.runner import Outcome
@@ -176,6 +176,10 @@ def test_budget_run_then_full_run_then_budget_run(tmp_path):
     assert {n for n, s in states.items() if s == "pending"} == {
         "report", *(n for o in OFFLINE for n in branch(o))}
     assert "decided once the proxy's 6 SFT-side inputs are finished (0 are)" in lines[-1]
+    shown, over, _ = budget.view(dag)
+    status = results.print_status(shown, echo=lines.append, overrides=over)
+    assert status["rl[sft]"] == "pending" and status["sft[sft]"] == "missing"
+    assert lines[-1].endswith("10 pending")
 
     runner = FakeRunner()
     outcome, second = budget_run.run(dag, runner, echo=lines.append)
