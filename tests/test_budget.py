@@ -176,7 +176,7 @@ def test_budget_run_then_full_run_then_budget_run(tmp_path):
     assert {n for n, s in states.items() if s == "pending"} == {
         "report", *(n for o in OFFLINE for n in branch(o))}
     assert "decided once the proxy's 6 SFT-side inputs are finished (0 are)" in lines[-1]
-    shown, over, _ = budget.view(dag)
+    shown, over, _ = budget_run.view(dag)
     status = results.print_status(shown, echo=lines.append, overrides=over)
     assert status["rl[sft]"] == "pending" and status["sft[sft]"] == "missing"
     assert lines[-1].endswith("10 pending")
