@@ -5,8 +5,8 @@
 #
 # A lent GPU machine without registry access has torch+CUDA, transformers, accelerate, but no vLLM, no verl,
 # no Ray/Hydra guaranteed and no package registry, so this calls the stage functions directly
-# (stages/*.run, as the tests do) with configs read from conf/ (toy task, toy model, sampler=hf,
-# objective, and the overlay EXPERIMENT, default smoke). The rl stage runs only if trl imports.
+# (the run() of each stages/*.py, as the tests do) with configs read from conf/ (toy task, toy model,
+# sampler=hf, objective, and the overlay EXPERIMENT, default smoke). The rl stage runs only if trl imports.
 #
 # NOT YET RUN ON A GPU: the session that wrote it was lent none. It was run here with DEVICE=cpu.
 #
