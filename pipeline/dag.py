@@ -108,6 +108,20 @@ class Dag:
                 out[name] = str(ref)
         return out
 
+    def upward_ranks(self, cost: dict[str, float], default: float = 1.0) -> dict[str, float]:
+        """Per node, the cost of the longest path from its start to the end of the DAG (its own
+        stage's ``cost`` plus the largest rank among the nodes that read it): list scheduling by
+        this rank (HEFT's "upward rank") starts the chains that bound the run's length first."""
+        children: dict[str, list[str]] = {nid: [] for nid in self.order}
+        for n in self.nodes.values():
+            for d in n.deps:
+                children[d].append(n.id)
+        rank: dict[str, float] = {}
+        for nid in reversed(self.order):  # topological order: children are ranked first
+            below = max((rank[c] for c in children[nid]), default=0.0)
+            rank[nid] = cost.get(self.nodes[nid].stage, default) + below
+        return rank
+
     def descendants(self, node_id: str) -> set[str]:
         found: set[str] = set()
         frontier = [node_id]

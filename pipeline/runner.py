@@ -6,10 +6,14 @@ joins a running cluster by address, ``cluster=inline`` runs the stages one by on
 skipped), the other branches finish, and the run reports the failed stage and its log file.
 
 GPUs (``pipeline/gpus.py``): each stage task asks Ray for ``resources.<stage>`` plus one
-``gpu_lease`` per GPU it holds or, for ``rl=verl``, per GPU verl's workers will take. Every ready
-node is submitted at once and waits in Ray's queue until its resources are free, however long
-that takes; the other ready nodes run meanwhile. A request no node could ever hold stops the run
-before any work.
+``gpu_lease`` per GPU it holds or, for ``rl=verl``, per GPU verl's workers will take. On
+``cluster=ray`` every ready node is submitted at once and waits in Ray's queue until its resources
+are free, however long that takes (an autoscaler sees the whole demand); the other ready nodes run
+meanwhile. On ``cluster=local`` the driver keeps the queue itself: ready nodes go to Ray in the
+order of their upward rank (the typical cost, ``STAGE_COST``, of the longest chain from the node
+to the end of the DAG), and only while their CPUs are free, so a long RL chain is not left to
+start last behind short evals (Ray's own queue is first come, first served). A request no node
+could ever hold stops the run before any work.
 
 Locks: a stage task never waits on another process's lock while it holds GPUs. The task tries
 the lock once (``execute(..., lock_timeout=0)``); if another process holds it, the task returns
@@ -46,6 +50,10 @@ from pipeline.execute import LOCK_TIMEOUT_S, Spec, execute, release_lock, take_l
 LOCK_POLL_S = 2.0
 #: seconds a cancelled stage gets to stop on its own before its worker is killed
 CANCEL_GRACE_S = 30.0
+#: a stage's typical cost relative to the others (the default toy study's seconds per node), for
+#: the order in which ``cluster=local`` starts ready nodes; unlisted stages count 1
+STAGE_COST = {"bootstrap": 80.0, "rl": 55.0, "sft": 17.0, "sample": 11.0, "eval": 5.0,
+              "analysis": 3.0, "score": 4.0, "report": 4.0}
 
 
 @dataclass
@@ -260,6 +268,10 @@ def _run_ray(dag: Dag, todo: list[str], out: Outcome, cluster: dict, console: Co
     gpus.check_leases(any(gpus.external_gpus(dag.nodes[n].stage, dag.nodes[n].cfg) for n in todo))
     gpus.check_fits({nid: _request(o) for nid, o in opts.items()})
     driver = _RayDriver(dag, out, console, opts, float(cluster.get("lock_timeout_s") or LOCK_TIMEOUT_S))
+    if cluster.get("kind") == "local":
+        import ray
+
+        driver.cpu_limit = float(ray.cluster_resources().get("CPU", 0)) or None
     try:
         driver.run(todo)
     except KeyboardInterrupt:
@@ -278,6 +290,8 @@ class _RayDriver:
         self.remote = ray.remote(_ray_task)
         self.running: dict[Any, str] = {}
         self.waiting: dict[str, float | None] = {}  # ready node -> since when another process locks it
+        self.rank = dag.upward_ranks(STAGE_COST)
+        self.cpu_limit: float | None = None  # set: submit by rank while this many CPUs are free
 
     def run(self, todo: list[str]) -> None:
         import ray
@@ -287,7 +301,9 @@ class _RayDriver:
             for nid in [n for n in pending if _ready(self.dag, n, self.out)]:
                 pending.remove(nid)
                 self.waiting[nid] = None
-            for nid in list(self.waiting):
+            for nid in sorted(self.waiting, key=lambda n: -self.rank[n]):
+                if not self.fits(nid):
+                    break  # strictly by rank: a lower-ranked node does not jump ahead
                 self.admit(nid)
             pending = [n for n in pending if self.out.states.get(n) != "skipped"]
             if not self.running:
@@ -299,6 +315,14 @@ class _RayDriver:
             done, _ = ray.wait(list(self.running), num_returns=1, timeout=LOCK_POLL_S)
             if done:
                 self.collect(done[0])
+
+    def fits(self, nid: str) -> bool:
+        """Whether ``nid`` may go to Ray now: always without a CPU limit or with nothing running,
+        else if its CPUs are free."""
+        if self.cpu_limit is None or not self.running:
+            return True
+        used = sum(float(self.opts[n].get("num_cpus", 1)) for n in self.running.values())
+        return used + float(self.opts[nid].get("num_cpus", 1)) <= self.cpu_limit
 
     def cancel(self) -> None:
         """Ctrl-C: cancel every running stage (a KeyboardInterrupt in its task, which cleans up

@@ -60,6 +60,8 @@ class TrlRl(Section):
     save_steps: Count
     device: str = "auto"
     loss_type: str = "grpo"           # TRL's GRPOConfig.loss_type (grpo, dr_grpo, dapo, ...)
+    num_iterations: Count = 1         # TRL's μ: optimizer steps per batch of rollouts
+    gradient_checkpointing: bool = False
 
 
 class VerlRl(Section):

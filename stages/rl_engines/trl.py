@@ -78,7 +78,8 @@ def grpo_trainer(task: dict, r: dict, model, tok, output_dir: Path, seed: int, d
         save_total_limit=2, report_to=[], seed=seed, data_seed=seed, use_cpu=dev == "cpu",
         bf16=dev.startswith("cuda"), loss_type=r.get("loss_type", "grpo"), disable_tqdm=True,
         lr_scheduler_type="constant_with_warmup", warmup_steps=int(r.get("warmup_steps", 0)),
-        shuffle_dataset=False)
+        shuffle_dataset=False, num_iterations=int(r.get("num_iterations", 1)),
+        gradient_checkpointing=bool(r.get("gradient_checkpointing", False)))
     return GRPOTrainer(model=model, reward_funcs=reward_function(suite, {it.id: it for it in items}),
                        args=args, train_dataset=data, processing_class=tok, callbacks=callbacks)
 
