@@ -12,8 +12,8 @@ files of the running stages once a second, the same for Ray tasks and inline sta
 
 Notes print as ``[stage] note`` lines in both modes. The run's estimate weighs each stage by its
 typical duration (the median of earlier outputs of the same stage type under the experiment,
-and of this run's finished ones; unknown types count as the mean of the known), and scales the
-elapsed time by the work left over the work done.
+and of this run's finished ones; a type with none yet counts as its ``STAGE_COST``, scaled to the
+known types), and scales the elapsed time by the work left over the work done.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.cache import read_manifest
+from pipeline.dag import STAGE_COST
 from stages.progress import CHANNEL_FILE, read_channel
 
 #: seconds between two looks at the running stages' files (and redraws on a terminal)
@@ -81,14 +82,19 @@ def typical_seconds(root: Path, stages: set[str], limit: int = 50) -> dict[str, 
 
 
 def estimate_left(work: list[tuple[str, str, float]], seconds: dict[str, list[float]],
-                  elapsed: float) -> float | None:
+                  elapsed: float, prior: dict[str, float] | None = None) -> float | None:
     """Seconds left for the run. ``work``: (stage type, "pending"|"running"|"finished",
-    fraction done) of every stage this run computes; ``seconds``: known durations per type."""
+    fraction done) of every stage this run computes; ``seconds``: known durations per type;
+    ``prior``: typical relative costs per type (``STAGE_COST``) for the types with no known
+    duration, scaled to the known ones where both exist."""
     known = {s: statistics.median(v) for s, v in seconds.items() if v}
+    prior = {s: float(c) for s, c in (prior or {}).items() if c > 0}
+    both = [known[s] / prior[s] for s in known if s in prior]
+    scale = statistics.median(both) if both else 1.0
     fallback = statistics.mean(known.values()) if known else 1.0
     done = left = 0.0
     for stage, state, frac in work:
-        w = known.get(stage, fallback)
+        w = known[stage] if stage in known else prior[stage] * scale if stage in prior else fallback
         frac = 1.0 if state == "finished" else (min(max(frac, 0.0), 1.0) if state == "running" else 0.0)
         done += w * frac
         left += w * (1 - frac)
@@ -194,7 +200,7 @@ class Console:
             work.append((self.dag.nodes[nid].stage,
                          "finished" if st in ("done", "failed") else
                          "running" if nid in self.running else "pending", frac))
-        left = estimate_left(work, self.seconds, now - self.started)
+        left = estimate_left(work, self.seconds, now - self.started, STAGE_COST)
         parts = [f"{fin}/{total} stages finished" + (f" ({cached} cached)" if cached else ""),
                  f"{len(self.running)} running", f"{duration(now - self.started)} elapsed"]
         parts.append(f"~{duration(left)} left" if left is not None else "no estimate yet")

@@ -38,6 +38,13 @@ class Ref:
     sub: str = ""
 
 
+#: a stage's typical cost relative to the others (the default toy study's seconds per node, cold,
+#: 2 cores): the order in which ``cluster=local`` starts ready nodes (``Dag.upward_ranks``) and the
+#: console's estimate before a stage of that type has finished; unlisted stages count 1
+STAGE_COST = {"bootstrap": 80.0, "rl": 55.0, "sft": 17.0, "sample": 11.0, "eval": 5.0,
+              "analysis": 3.0, "score": 4.0, "report": 4.0}
+
+
 @dataclass
 class Node:
     id: str                      # display name, e.g. "sft[pear_token]"

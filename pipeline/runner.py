@@ -43,17 +43,13 @@ from pipeline import gpus
 from pipeline.cache import read_manifest
 from pipeline.cluster import init_ray
 from pipeline.console import Console
-from pipeline.dag import Dag, Node, Ref
+from pipeline.dag import STAGE_COST, Dag, Node, Ref
 from pipeline.execute import LOCK_TIMEOUT_S, Spec, execute, release_lock, take_lock
 
 #: seconds between the driver's looks at locks held by other processes
 LOCK_POLL_S = 2.0
 #: seconds a cancelled stage gets to stop on its own before its worker is killed
 CANCEL_GRACE_S = 30.0
-#: a stage's typical cost relative to the others (the default toy study's seconds per node), for
-#: the order in which ``cluster=local`` starts ready nodes; unlisted stages count 1
-STAGE_COST = {"bootstrap": 80.0, "rl": 55.0, "sft": 17.0, "sample": 11.0, "eval": 5.0,
-              "analysis": 3.0, "score": 4.0, "report": 4.0}
 
 
 @dataclass

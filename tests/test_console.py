@@ -69,6 +69,20 @@ def test_the_run_estimate_weighs_stages_by_their_typical_time():
     assert estimate_left([("sft", "pending", 0.0)], {}, 5.0) is None  # nothing done yet
 
 
+def test_a_stage_type_not_seen_yet_counts_as_its_typical_cost_scaled_to_the_known():
+    # a cold run, half-way through its bootstrap: no stage has finished yet
+    work = [("bootstrap", "running", 0.5), ("rl", "pending", 0.0), ("rl", "pending", 0.0)]
+    prior = {"bootstrap": 80.0, "rl": 40.0}
+    # done 40 of the bootstrap's 80 in 20 s; left 40 + 2 x 40 prior-seconds: 60 s
+    assert estimate_left(work, {}, 20.0, prior) == 60.0
+    assert estimate_left(work, {}, 20.0) == 100.0  # without: all weigh the same, 0.5 done of 3
+    # the bootstrap is known to take 160 s here: the unknown rl scales with it (2 x 80)
+    work = [("bootstrap", "finished", 0.0), ("rl", "pending", 0.0), ("rl", "pending", 0.0)]
+    assert estimate_left(work, {"bootstrap": [160.0]}, 160.0, prior) == 160.0
+    assert estimate_left([("bootstrap", "finished", 0.0), ("eval", "pending", 0.0)],
+                         {"bootstrap": [160.0]}, 160.0, prior) == 160.0  # no prior: the known mean
+
+
 def test_a_stage_writes_its_bar_and_notes_to_its_channel(tmp_path):
     channel = Channel(tmp_path / CHANNEL_FILE)
     set_channel(channel)

@@ -8,7 +8,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from pipeline.cli import CONF_DIR, build_dag
-from pipeline.runner import STAGE_COST, Outcome, _RayDriver
+from pipeline.dag import STAGE_COST
+from pipeline.runner import Outcome, _RayDriver
 
 
 def default_dag(results: Path):
