@@ -3,90 +3,28 @@
     python benchmarks/schedule_order.py --results-dir R          # R: a finished default toy study
     python benchmarks/schedule_order.py --results-dir R -- +experiment=smoke   # its overrides
 
-Replays the study's DAG through the real driver loop of ``pipeline/runner.py`` (``_RayDriver``)
-against a stand-in for Ray's queue: ``--cpus`` slots, tasks started first come, first served as
+Replays the study's DAG through the real driver loop of ``pipeline/runner.py`` in simulated time
+(``pipeline/schedule_replay.py``): ``--cpus`` slots, tasks started first come, first served as
 CPUs free up, each lasting the seconds its stage manifest recorded. Two policies:
 
 * ``fifo``: every ready node submitted at once (no CPU limit), in the order the DAG lists them:
   what the driver did before it ordered its queue, and what ``cluster=ray`` still does;
 * ``rank``: the ``cluster=local`` driver: ready nodes by upward rank, only while CPUs are free.
 
-Nodes of the given overrides that the results lack (say the report of a subset of the objectives)
-take the mean time of that stage's nodes there. Prints both makespans, their ratio and the lower bound (CPU-seconds / CPUs, or the longest chain
-if that is longer). Stage times are taken as measured under the order the study actually ran
+Nodes of the given overrides that the results lack (say the report of a subset of the
+objectives) take the mean time of that stage's nodes there. Prints both makespans, their ratio
+and the lower bound (CPU-seconds / CPUs, or the longest chain if that is longer). Stage times are taken as measured under the order the study actually ran
 with, so this isolates the ordering: it does not model two stages slowing each other down.
 """
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-class Queue:
-    """Ray's queue as the driver sees it: FIFO, ``cpus`` slots, simulated time."""
-
-    def __init__(self, cpus: float, seconds: dict[str, float], need: dict[str, float]):
-        self.cpus, self.seconds, self.need = cpus, seconds, need
-        self.clock, self.free = 0.0, cpus
-        self.queued: list[str] = []
-        self.running: list[tuple[float, str]] = []  # heap of (end time, node)
-        self.finished: set[str] = set()
-
-    def submit(self, nid: str) -> str:
-        self.queued.append(nid)
-        self._start()
-        return nid  # the "object ref"
-
-    def _start(self) -> None:
-        while self.queued and (self.need[self.queued[0]] <= self.free or not self.running):
-            nid = self.queued.pop(0)
-            self.free -= self.need[nid]
-            heapq.heappush(self.running, (self.clock + self.seconds[nid], nid))
-
-    def wait(self, refs, num_returns=1, timeout=None):
-        end, nid = heapq.heappop(self.running)
-        self.clock, self.free = end, self.free + self.need[nid]
-        self.finished.add(nid)
-        self._start()
-        return [nid], [r for r in refs if r != nid]
-
-
-def replay(dag, seconds: dict[str, float], cpus: float, policy: str) -> float:
-    import ray
-
-    from pipeline.runner import Outcome, _RayDriver
-
-    need = {nid: float(dag.nodes[nid].resources.get("num_cpus", 1)) for nid in dag.order}
-    need = {nid: min(c, cpus) for nid, c in need.items()}
-    opts = {nid: {"num_cpus": need[nid]} for nid in dag.order}
-    driver = _RayDriver(dag, Outcome(), console=None, opts=opts, lock_timeout=1.0)
-    if policy == "rank":
-        driver.cpu_limit = cpus
-    else:  # every ready node at once, in the DAG's order (ranks all equal, sort is stable)
-        driver.cpu_limit, driver.rank = None, {nid: 0.0 for nid in dag.order}
-    q = Queue(cpus, seconds, need)
-
-    def admit(nid: str) -> None:
-        del driver.waiting[nid]
-        driver.running[q.submit(nid)] = nid
-
-    def collect(ref, cancelling=False) -> None:
-        driver.out.states[driver.running.pop(ref)] = "done"
-
-    driver.admit, driver.collect = admit, collect
-    real_wait, ray.wait = ray.wait, q.wait
-    try:
-        driver.run(list(dag.order))
-    finally:
-        ray.wait = real_wait
-    assert q.finished == set(dag.order)
-    return q.clock
 
 
 def longest_chain(dag, seconds: dict[str, float]) -> float:
@@ -104,6 +42,8 @@ def main() -> None:
     args = ap.parse_args()
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from toy_study import compose_dag
+
+    from pipeline.schedule_replay import replay
 
     dag = compose_dag(args.results_dir.resolve(), [o for o in args.overrides if o != "--"])
     seconds, missing = {}, []
@@ -125,8 +65,8 @@ def main() -> None:
     cpu_seconds = sum(seconds[n] * min(args.cpus, float(dag.nodes[n].resources.get("num_cpus", 1)))
                       for n in dag.order)
     bound = max(cpu_seconds / args.cpus, longest_chain(dag, seconds))
-    fifo = replay(dag, seconds, args.cpus, "fifo")
-    rank = replay(dag, seconds, args.cpus, "rank")
+    fifo = replay(dag, seconds, args.cpus, "fifo").makespan
+    rank = replay(dag, seconds, args.cpus, "rank").makespan
     print(f"{len(dag.order)} stages, {cpu_seconds:.0f} CPU-s of measured stage time on {args.cpus:g} CPUs")
     print(f"lower bound       {bound:7.0f} s")
     print(f"fifo (all ready)  {fifo:7.0f} s   {fifo / bound:.3f} x bound")

@@ -263,11 +263,15 @@ def _run_ray(dag: Dag, todo: list[str], out: Outcome, cluster: dict, console: Co
     opts = {nid: task_options(dag.nodes[nid], leased) for nid in todo}
     gpus.check_leases(any(gpus.external_gpus(dag.nodes[n].stage, dag.nodes[n].cfg) for n in todo))
     gpus.check_fits({nid: _request(o) for nid, o in opts.items()})
-    driver = _RayDriver(dag, out, console, opts, float(cluster.get("lock_timeout_s") or LOCK_TIMEOUT_S))
-    if cluster.get("kind") == "local":
-        import ray
+    import ray
 
-        driver.cpu_limit = float(ray.cluster_resources().get("CPU", 0)) or None
+    # local: the driver orders the queue within this machine's CPUs; a joined cluster (maybe
+    # autoscaled) gets every ready node at once
+    limit = None
+    if cluster.get("kind") == "local":
+        limit = float(ray.cluster_resources().get("CPU", 0)) or None
+    driver = _RayDriver(dag, out, console, opts, float(cluster.get("lock_timeout_s") or LOCK_TIMEOUT_S),
+                        cpu_limit=limit)
     try:
         driver.run(todo)
     except KeyboardInterrupt:
@@ -278,7 +282,7 @@ class _RayDriver:
     """Submits ready nodes as Ray tasks (after a look at their locks) and collects results."""
 
     def __init__(self, dag: Dag, out: Outcome, console: Console, opts: dict[str, dict],
-                 lock_timeout: float):
+                 lock_timeout: float, cpu_limit: float | None = None):
         import ray
 
         self.dag, self.out, self.console, self.opts = dag, out, console, opts
@@ -287,7 +291,7 @@ class _RayDriver:
         self.running: dict[Any, str] = {}
         self.waiting: dict[str, float | None] = {}  # ready node -> since when another process locks it
         self.rank = dag.upward_ranks(STAGE_COST)
-        self.cpu_limit: float | None = None  # set: submit by rank while this many CPUs are free
+        self.cpu_limit = cpu_limit  # set: submit by rank while this many CPUs are free
 
     def run(self, todo: list[str]) -> None:
         import ray

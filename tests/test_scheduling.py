@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 
 from pipeline.cli import CONF_DIR, build_dag
 from pipeline.dag import STAGE_COST
-from pipeline.runner import Outcome, _RayDriver
+from pipeline.schedule_replay import replay
 
 
 def default_dag(results: Path):
@@ -35,47 +35,17 @@ def test_upward_rank_is_the_costliest_chain_to_the_end(tmp_path):
     assert rank["sample"] > rank["rl[direct@0]"]  # sampling heads all 15 SFT chains
 
 
-class _FakeRay:
-    """Stands in for Ray's wait: the oldest running task finishes first."""
-
-    def __init__(self, driver: _RayDriver, started: list[str]):
-        self.driver, self.started = driver, started
-
-    def admit(self, nid: str) -> None:
-        del self.driver.waiting[nid]
-        self.driver.running[f"ref-{nid}"] = nid
-        self.started.append(nid)
-
-    def wait(self, refs, num_returns=1, timeout=None):
-        return [refs[0]], refs[1:]
-
-    def collect(self, ref, cancelling=False) -> None:
-        nid = self.driver.running.pop(ref)
-        self.driver.out.states[nid] = "done"
+def start_order(dag, policy: str) -> tuple[list[str], list[int]]:
+    """The order in which the driver submits the DAG's nodes on 2 CPUs (each stage lasting its
+    ``STAGE_COST`` seconds), and how many are submitted and unfinished after each submission."""
+    r = replay(dag, {n: STAGE_COST.get(dag.nodes[n].stage, 1.0) for n in dag.order}, 2.0, policy)
+    assert sorted(r.submitted) == sorted(dag.order)
+    return r.submitted, r.in_flight
 
 
-def run_order(dag, cpu_limit: float | None, monkeypatch) -> tuple[list[str], list[int]]:
-    """The order in which the driver starts the DAG's nodes, and how many run after each start."""
-    import ray
-
-    opts = {nid: {"num_cpus": 2 if dag.nodes[nid].stage == "bootstrap" else 1} for nid in dag.order}
-    driver = _RayDriver(dag, Outcome(), console=None, opts=opts, lock_timeout=1.0)
-    driver.cpu_limit = cpu_limit
-    started: list[str] = []
-    fake = _FakeRay(driver, started)
-    concurrency: list[int] = []
-    monkeypatch.setattr(driver, "admit", lambda nid: (fake.admit(nid),
-                                                      concurrency.append(len(driver.running))))
-    monkeypatch.setattr(driver, "collect", fake.collect)
-    monkeypatch.setattr(ray, "wait", fake.wait)
-    driver.run(list(dag.order))
-    assert sorted(started) == sorted(dag.order)
-    return started, concurrency
-
-
-def test_local_driver_starts_by_rank_within_its_cpus(tmp_path, monkeypatch):
+def test_local_driver_starts_by_rank_within_its_cpus(tmp_path):
     dag = default_dag(tmp_path)
-    started, concurrency = run_order(dag, 2.0, monkeypatch)
+    started, concurrency = start_order(dag, "rank")
     assert max(concurrency) <= 2
     assert started[0] == "bootstrap" and concurrency[0] == 1  # 2 CPUs: alone
     # once the bootstrap is done: sampling (heads every SFT chain), then direct RL, then the evals
@@ -85,7 +55,7 @@ def test_local_driver_starts_by_rank_within_its_cpus(tmp_path, monkeypatch):
         assert all(started.index(d) < started.index(nid) for d in dag.nodes[nid].deps)
 
 
-def test_without_a_cpu_limit_every_ready_node_goes_at_once(tmp_path, monkeypatch):
+def test_without_a_cpu_limit_every_ready_node_goes_at_once(tmp_path):
     dag = default_dag(tmp_path)
-    _, concurrency = run_order(dag, None, monkeypatch)
+    _, concurrency = start_order(dag, "fifo")
     assert concurrency[6] == 6  # after the bootstrap: sample, 3 direct RL, 2 evals, at once
